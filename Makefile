@@ -1,0 +1,28 @@
+# The two quickstart commands (README): `make quickstart` and `make test`.
+# Both create the project virtual environment on first use and reuse it afterwards; it is
+# reinstalled when requirements.txt or pyproject.toml change.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install quickstart test bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/rag-vqa retriever demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/encode.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

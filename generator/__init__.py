@@ -1,0 +1,1 @@
+"""Answer generation: multimodal LLMs conditioned on retrieved passages (arrives with issue 4)."""

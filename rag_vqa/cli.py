@@ -1,0 +1,156 @@
+"""The ``rag-vqa`` command: one entry point, subcommands, --help everywhere.
+
+Exit codes: 0 ok, 2 bad usage or input (a clear message, no traceback), 1 failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from retriever import CheckpointError, ConfigError, ImageLoadError, ProcessorLoadError
+
+from . import __version__
+from .loading import DEFAULT_RETRIEVER, load_retriever
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("rag_vqa")
+
+USER_ERRORS = (CheckpointError, ConfigError, ImageLoadError, ProcessorLoadError, ValueError,
+               FileNotFoundError)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--retriever", default="auto",
+                        help=f"hub id or folder of a ReT checkpoint; 'tiny' for the untrained tiny "
+                             f"model; 'auto' (default) uses {DEFAULT_RETRIEVER} when already "
+                             "downloaded, else 'tiny'")
+    parser.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
+    parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag-vqa",
+        description="Retrieval-augmented visual question answering with ReT.")
+    parser.add_argument("--version", action="version", version=f"rag-vqa {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv for debug and tracebacks)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    retriever = commands.add_parser("retriever", help="the ReT retriever on its own")
+    retriever_cmds = retriever.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    demo = retriever_cmds.add_parser(
+        "demo", help="encode a built-in sample (flags with passages) and rank it for "
+                     "image+question queries, with timings")
+    _add_model_options(demo)
+    demo.add_argument("-k", type=int, default=3, help="results shown per query (default 3)")
+    demo.add_argument("--batch-size", type=int, default=8)
+    demo.add_argument("--json", action="store_true", help="print one JSON object")
+    demo.set_defaults(handler=_cmd_retriever_demo)
+
+    info = retriever_cmds.add_parser("info", help="describe a ReT checkpoint (config only)")
+    info.add_argument("checkpoint", help="hub id or folder")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(handler=_cmd_retriever_info)
+    return parser
+
+
+def _cmd_retriever_demo(args: argparse.Namespace) -> int:
+    from .retriever_demo import run_retriever_demo
+
+    if args.k < 1:
+        raise ValueError("-k must be at least 1")
+    loaded = load_retriever(args.retriever, args.device, args.dtype)
+    report = run_retriever_demo(loaded, k=args.k, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    if report.note:
+        print(f"NOTE: {report.note}\n")
+    print(f"retriever: {report.retriever}   documents: {report.num_documents}   "
+          f"features per item: {report.feature_shape[0]}x{report.feature_shape[1]}")
+    for query in report.queries:
+        mark = "ok " if query.hit_at_1 else "   "
+        print(f"\n{mark}[{query.label}] {query.question}")
+        for rank, doc in enumerate(query.ranking, 1):
+            star = "*" if doc.doc_id == query.expected_id else " "
+            print(f"   {rank}. {star}{doc.title:<12} score {doc.score:8.3f}")
+    s = report.seconds
+    n = report.num_documents
+    print(f"\nhit@1: {report.accuracy_at_1:.2f}   documents: {s['encode_documents']:.2f}s "
+          f"({n / max(s['encode_documents'], 1e-9):.1f}/s)   queries: {s['encode_queries']:.2f}s   "
+          f"search: {s['search'] * 1000:.1f} ms")
+    if report.is_tiny:
+        print("(tiny untrained retriever: the ranking above is meaningless)")
+    return 0
+
+
+def _cmd_retriever_info(args: argparse.Namespace) -> int:
+    from retriever import ReTRetriever
+    from retriever.checkpoint import resolve_pretrained_dir
+
+    folder = resolve_pretrained_dir(args.checkpoint, config_only=True)
+    config = ReTRetriever.load_config(folder)
+    towers = {}
+    for name, cfg in (("query", config.query_config), ("passage", config.passage_config)):
+        towers[name] = {
+            "layer_strategy": cfg.layer_strategy, "steps": cfg.num_steps,
+            "hidden_size": cfg.hidden_size, "num_queries": cfg.num_queries,
+            "output_dim": cfg.output_dim, "use_tanh": cfg.use_tanh,
+            "text_backbone": cfg.text_config.name_or_path,
+            "vision_backbone": cfg.vision_config.name_or_path,
+            "image_size": getattr(cfg.vision_config, "image_size", None),
+        }
+    info = {"checkpoint": args.checkpoint, "folder": str(folder), "towers": towers,
+            "share_text_models": config.share_text_models,
+            "share_vision_models": config.share_vision_models,
+            "share_query_passage_models": config.share_query_passage_models}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{args.checkpoint}  ({folder})")
+        for name, tower in towers.items():
+            print(f"  {name:8s} " + ", ".join(f"{k}={v}" for k, v in tower.items()))
+        print(f"  shared backbones: text={config.share_text_models} "
+              f"vision={config.share_vision_models}")
+    return 0
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error() if verbosity < 2 else hf_logging.set_verbosity_info()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except USER_ERRORS as exc:
+        if args.verbose >= 2:
+            logger.exception("failed")
+        print(f"rag-vqa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rag-vqa: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if args.verbose >= 2:
+            logger.exception("failed")
+        print(f"rag-vqa: failed: {type(exc).__name__}: {exc} (run with -vv for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

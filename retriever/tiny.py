@@ -1,0 +1,133 @@
+"""Tiny, randomly initialised ReT retrievers built from configs, for tests, benchmarks and offline
+smoke runs. Their features carry no meaning: anything made with them must say so.
+
+The tokenizer is a real CLIP BPE tokenizer (byte-level alphabet, a handful of merges), so the
+whole text path (lower-casing, BOS/EOS, padding, truncation at 77) is the production one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import CLIPTextConfig, CLIPTokenizer, CLIPVisionConfig
+
+from .configuration_ret import ReTConfig, ReTRetrieverConfig
+from .modeling_retriever import ReTRetriever
+from .processing_ret import ReTProcessor
+
+__all__ = ["TINY_NAME", "tiny_clip_tokenizer", "tiny_image_processor", "tiny_retriever_config",
+           "build_tiny_retriever", "clip_b_sized_retriever_config"]
+
+TINY_NAME = "rag-vqa/tiny-random-ret"
+_MERGES = ["t h", "th e</w>", "i n", "a n", "an d</w>", "o n</w>", "e r</w>", "i s</w>", "o f</w>"]
+
+
+def _byte_alphabet() -> list[str]:
+    """The printable stand-ins GPT-2/CLIP BPE use for the 256 byte values."""
+    keep = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+            + list(range(ord("®"), ord("ÿ") + 1)))
+    codes, extra = keep[:], 0
+    for b in range(256):
+        if b not in keep:
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in codes]
+
+
+def tiny_clip_tokenizer() -> CLIPTokenizer:
+    alphabet = _byte_alphabet()
+    tokens = alphabet + [c + "</w>" for c in alphabet] + [m.replace(" ", "") for m in _MERGES]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[tuple(m.split(" ")) for m in _MERGES])
+    tokenizer.model_max_length = 77
+    return tokenizer
+
+
+def tiny_image_processor(size: int = 32):
+    from transformers import AutoImageProcessor  # noqa: F401  (resolves the PIL backend class)
+    try:
+        from transformers import CLIPImageProcessorPil as Processor
+    except ImportError:  # transformers 4.x
+        from transformers import CLIPImageProcessor as Processor
+    return Processor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+
+def _backbones(vocab_size: int, text_hidden: int, text_layers: int, vision_hidden: int,
+               vision_layers: int, image_size: int, patch_size: int, name: str
+               ) -> tuple[CLIPTextConfig, CLIPVisionConfig]:
+    text = CLIPTextConfig(vocab_size=vocab_size, hidden_size=text_hidden,
+                          intermediate_size=2 * text_hidden, num_hidden_layers=text_layers,
+                          num_attention_heads=max(1, text_hidden // 16),
+                          max_position_embeddings=77, bos_token_id=vocab_size - 2,
+                          eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+                          projection_dim=text_hidden)
+    vision = CLIPVisionConfig(hidden_size=vision_hidden, intermediate_size=2 * vision_hidden,
+                              num_hidden_layers=vision_layers,
+                              num_attention_heads=max(1, vision_hidden // 16),
+                              image_size=image_size, patch_size=patch_size,
+                              projection_dim=vision_hidden)
+    text._name_or_path = vision._name_or_path = name
+    return text, vision
+
+
+def tiny_retriever_config(*, hidden_size: int = 64, num_queries: int = 32, output_dim: int = 128,
+                          text_layers: int = 4, vision_layers: int = 4,
+                          layer_strategy: str | dict[str, Sequence[int]] | None = None,
+                          text_hidden: int = 32, vision_hidden: int = 48, image_size: int = 32,
+                          patch_size: int = 8, use_tanh: bool = False,
+                          use_pooler_features: bool = False, share_text_models: bool = True,
+                          share_vision_models: bool = True,
+                          share_query_passage_models: bool = False,
+                          input_gate_bias_prior: float = 0.0,
+                          forget_gate_bias_prior: float = 0.0) -> ReTRetrieverConfig:
+    """A retriever config with tiny CLIP backbones; by default one step per backbone layer."""
+    vocab = len(tiny_clip_tokenizer())
+    text, vision = _backbones(vocab, text_hidden, text_layers, vision_hidden, vision_layers,
+                              image_size, patch_size, TINY_NAME)
+    if layer_strategy is None:
+        steps = min(text_layers, vision_layers)
+        layer_strategy = {"text": list(range(text_layers - steps, text_layers)),
+                          "vision": list(range(vision_layers - steps, vision_layers))}
+
+    def tower() -> ReTConfig:
+        return ReTConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                         layer_strategy=layer_strategy, hidden_size=hidden_size,
+                         num_queries=num_queries, late_proj_output_size=output_dim,
+                         use_tanh=use_tanh, use_pooler_features=use_pooler_features,
+                         input_gate_bias_prior=input_gate_bias_prior,
+                         forget_gate_bias_prior=forget_gate_bias_prior)
+
+    return ReTRetrieverConfig(query_config=tower(), passage_config=tower(),
+                              share_text_models=share_text_models,
+                              share_vision_models=share_vision_models,
+                              share_query_passage_models=share_query_passage_models,
+                              name_or_path=TINY_NAME)
+
+
+def clip_b_sized_retriever_config() -> ReTRetrieverConfig:
+    """d=1024 cells on randomly initialised CLIP ViT-B/16-sized towers (for benchmarks)."""
+    text, vision = _backbones(len(tiny_clip_tokenizer()), 512, 12, 768, 12, 224, 16, TINY_NAME)
+    text.intermediate_size, vision.intermediate_size = 2048, 3072
+    text.num_attention_heads, vision.num_attention_heads = 8, 12
+
+    def tower() -> ReTConfig:
+        return ReTConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                         layer_strategy="clip_vit_b", hidden_size=1024)
+
+    return ReTRetrieverConfig(query_config=tower(), passage_config=tower(), name_or_path=TINY_NAME)
+
+
+def build_tiny_retriever(seed: int = 0, config: ReTRetrieverConfig | None = None,
+                         **config_kwargs) -> ReTRetriever:
+    """A seeded, randomly initialised retriever with its processor, in eval mode on CPU."""
+    config = config or tiny_retriever_config(**config_kwargs)
+    image_size = config.query_config.vision_config.image_size
+    processor = ReTProcessor(tiny_clip_tokenizer(), tiny_image_processor(image_size))
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = ReTRetriever(config, processor=processor)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model.eval()

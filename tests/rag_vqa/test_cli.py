@@ -1,0 +1,52 @@
+"""The rag-vqa command, run as a user would (a subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "rag_vqa", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1",
+                                                       **(env or {})})
+
+
+def test_retriever_demo_json_with_the_tiny_model():
+    result = run("retriever", "demo", "--retriever", "tiny", "--json", "-k", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["is_tiny"] and "meaningless" in report["note"]
+    assert report["feature_shape"] == [32, 128] and report["num_documents"] == 8
+    assert len(report["queries"]) == 8
+    for query in report["queries"]:
+        scores = [d["score"] for d in query["ranking"]]
+        assert len(scores) == 2 and scores == sorted(scores, reverse=True)
+    assert set(report["seconds"]) == {"encode_documents", "encode_queries", "search"}
+
+
+def test_retriever_demo_text_output_says_the_tiny_model_is_meaningless(tmp_path):
+    # auto with an empty hub cache falls back to tiny and says why
+    result = run("retriever", "demo", env={"HF_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "is not downloaded" in result.stdout and "UNTRAINED" in result.stdout
+    assert "hit@1" in result.stdout
+
+
+def test_retriever_info_on_a_released_layout_folder(fixtures_dir):
+    result = run("retriever", "info", str(fixtures_dir / "ret_reference_tiny"), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["towers"]["query"]["layer_strategy"] == "clip_vit_b"
+    assert info["towers"]["passage"]["steps"] == 12
+
+
+def test_exit_codes_for_bad_usage_and_bad_input(tmp_path):
+    assert run("retriever", "frobnicate").returncode == 2
+    missing = run("retriever", "demo", "--retriever", str(tmp_path / "nothing-here"))
+    assert missing.returncode == 2 and "no such checkpoint folder" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad_k = run("retriever", "demo", "--retriever", "tiny", "-k", "0")
+    assert bad_k.returncode == 2 and "-k must be at least 1" in bad_k.stderr
+    assert run("--version").stdout.startswith("rag-vqa ")
+    assert run("retriever", "demo", "--help").returncode == 0
