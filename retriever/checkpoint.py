@@ -9,7 +9,6 @@ be filled, or loading fails with an error naming the keys.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,8 +30,6 @@ __all__ = [
     "atomic_write_text",
 ]
 
-logger = logging.getLogger(__name__)
-
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 BIN_WEIGHTS = "pytorch_model.bin"
@@ -45,7 +42,8 @@ class CheckpointError(RuntimeError):
 
 
 def _inner_prefix(backbone: nn.Module, name: str) -> str:
-    """"text_model." when the installed transformers no longer nests the tower under it."""
+    """The inner level (e.g. ``text_model.``) released keys carry but the installed
+    transformers' tower lacks; empty when the tower is still nested (transformers 4.x)."""
     keys = list(backbone.state_dict().keys())
     nested = bool(keys) and all(k.startswith(name + ".") for k in keys)
     return "" if nested else name + "."
@@ -109,7 +107,10 @@ def iter_checkpoint_tensors(folder: str | os.PathLike) -> Iterator[tuple[str, to
             except (OSError, ValueError, SafetensorError) as exc:
                 raise CheckpointError(f"cannot read {path} (corrupt or truncated?): {exc}") from exc
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as exc:  # unpickling errors have no common base class
+                raise CheckpointError(f"cannot read {path} safely (weights_only): {exc}") from exc
             yield from state.items()
 
 

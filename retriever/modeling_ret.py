@@ -102,12 +102,16 @@ class ReTCell(nn.Module):
         self.register_buffer("forget_gate_bias_prior", torch.tensor(config.forget_gate_bias_prior))
         self.state_act = nn.Tanh() if config.use_tanh else nn.Identity()
 
-    def forward(self, state: torch.Tensor | None, text: torch.Tensor | None,
+    def initial_state(self, batch: int) -> torch.Tensor:
+        """h0, the learned (1, k, d) state, broadcast over the batch (step 1 of the spec)."""
+        return self.query_hidden_states.expand(batch, -1, -1)
+
+    def forward(self, state: torch.Tensor, text: torch.Tensor | None,
                 text_attention: torch.Tensor | None, vision: torch.Tensor | None,
                 text_mask: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,
                 text_rows: torch.Tensor | None = None,
                 vision_rows: torch.Tensor | None = None) -> torch.Tensor:
-        """One step. state (B, k, d) or None; text (Bt, Lt, d) adapted features with their
+        """One step. state (B, k, d); text (Bt, Lt, d) adapted features with their
         attention mask (Bt, Lt); vision (Bv, Lv, d); text_mask / image_mask (B,) in {0, 1}.
 
         ``text_rows`` / ``vision_rows`` (bool, (B,)) say which batch rows the text / vision
@@ -115,10 +119,6 @@ class ReTCell(nn.Module):
         without features has that modality's mask at 0, so its cross-attention output cannot
         reach the state: it is left at zero instead of being computed on a placeholder.
         """
-        batch = state.shape[0] if state is not None else _batch_size(text, vision, text_rows,
-                                                                         vision_rows)
-        if state is None:
-            state = self.query_hidden_states.expand(batch, -1, -1)
         h = state + self.query_state_ids
         x = self.xa_ln(h)
         residual = h + self.sa(x, x)
@@ -138,13 +138,6 @@ class ReTCell(nn.Module):
         g = self.state_act
         fused = g(residual) * forget + g(t) * input_t + g(v) * input_v
         return fused + self.mlp(self.mlp_ln(fused))
-
-
-def _batch_size(text, vision, text_rows, vision_rows) -> int:
-    for rows in (text_rows, vision_rows):
-        if rows is not None:
-            return int(rows.shape[0])
-    return int((text if text is not None else vision).shape[0])
 
 
 def _cross(attn: PackedAttention, x: torch.Tensor, norm: nn.LayerNorm, kv: torch.Tensor | None,
@@ -281,7 +274,7 @@ class ReTEncoder(nn.Module):
     def head(self, states: BackboneStates, text_mask: torch.Tensor | None = None,
              image_mask: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
         """Recurrence over the selected layers, late projection and (optionally) L2 norm."""
-        state = None
+        state = self.ret_cell.initial_state(states.attention_mask.shape[0])
         attention = states.text_attention
         for step in range(self.config.num_steps):
             text = self.text_adapter[step](states.text[step]) if states.text else None

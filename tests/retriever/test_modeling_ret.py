@@ -246,3 +246,10 @@ def test_rows_without_a_modality_skip_its_backbone(texts, n_images, text_rows, v
     with torch.no_grad():  # the reference runs both backbones on every row
         ref = reference_encoder(enc, *inputs.as_kwargs().values(), *layers)
     assert (ours - ref).abs().max() <= 1e-5
+
+
+def test_without_late_projection_features_keep_the_cell_width():
+    model = build_tiny_retriever(seed=0, output_dim=None)
+    feats = model.encode_documents(["a text"], [random_image(0)])
+    assert feats.shape == (1, 32, 64)
+    assert not any("late_proj" in k for k in model.released_key_map())
