@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from retriever import CheckpointError, ConfigError, ImageLoadError, ProcessorLoadError
 
 from . import __version__
+from .indexing.cli import register as register_index_commands
+from .kb.cli import register as register_kb_commands
 from .loading import DEFAULT_RETRIEVER, load_retriever
 
 __all__ = ["main", "build_parser"]
@@ -21,7 +23,7 @@ __all__ = ["main", "build_parser"]
 logger = logging.getLogger("rag_vqa")
 
 USER_ERRORS = (CheckpointError, ConfigError, ImageLoadError, ProcessorLoadError, ValueError,
-               FileNotFoundError)
+               FileNotFoundError, FileExistsError)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("checkpoint", help="hub id or folder")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(handler=_cmd_retriever_info)
+
+    register_kb_commands(commands)
+    register_index_commands(commands)
     return parser
 
 

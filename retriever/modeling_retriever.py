@@ -8,6 +8,7 @@ under ``query_model``), plus the tokenizer and image processor so the folder sta
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -116,6 +117,19 @@ class ReTRetriever(nn.Module):
                 text=not cfg.share_text_models, vision=not cfg.share_vision_models,
                 fixed_buffers=fixed_buffers))
         return mapping
+
+    def config_fingerprint(self) -> str:
+        """sha256 of the configuration (without names, versions and dtype): indexes record it
+        so that queries are never searched with a retriever other than the one that built them."""
+        volatile = {"_name_or_path", "transformers_version", "dtype", "torch_dtype"}
+
+        def clean(value):
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items() if k not in volatile}
+            return value
+
+        canonical = json.dumps(clean(self.config.to_dict()), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def released_state_dict(self) -> dict[str, torch.Tensor]:
         state = self.state_dict()

@@ -12,3 +12,28 @@ def random_image(seed: int, size: tuple[int, int] = (40, 52), mode: str = "RGB")
     array = (rng.random((size[1], size[0], 4)) * 255).astype(np.uint8)
     image = Image.fromarray(array, "RGBA")
     return image if mode == "RGBA" else image.convert(mode)
+
+
+def clustered_embeddings(n_docs: int, n_queries: int, seed: int = 0, tokens: int = 32,
+                         dim: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ReT-shaped unit vectors with topic structure: documents mix a few topic directions plus
+    their own, and each query is a noisy view of one target document's tokens.
+
+    Returns docs (N, tokens, dim) float16, queries (Q, tokens, dim) float32, targets (Q,)."""
+    rng = np.random.default_rng(seed)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    topics = unit(rng.standard_normal((max(4, n_docs // 20), dim)))
+    doc_topic = rng.integers(0, len(topics), size=(n_docs, 2))
+    own = unit(rng.standard_normal((n_docs, 4, dim)))
+    which_topic = rng.integers(0, 2, size=(n_docs, tokens))
+    which_own = rng.integers(0, 4, size=(n_docs, tokens))
+    base = topics[np.take_along_axis(doc_topic, which_topic, axis=1)]
+    docs = unit(base + 0.8 * np.take_along_axis(own, which_own[..., None], axis=1)
+                + 0.3 * rng.standard_normal((n_docs, tokens, dim)) / np.sqrt(dim))
+    targets = rng.choice(n_docs, size=n_queries, replace=False)
+    queries = unit(docs[targets][:, rng.permutation(tokens)]
+                   + 0.5 * rng.standard_normal((n_queries, tokens, dim)) / np.sqrt(dim))
+    return docs.astype(np.float16), queries.astype(np.float32), targets

@@ -1,0 +1,113 @@
+"""``rag-vqa index build``: knowledge base + ReT retriever -> searchable multi-vector index.
+
+Two resumable phases in the output folder: encoding (shards under ``encode/``, see shards.py)
+and indexing (``MultiVectorIndex.build`` over the memory-mapped shards). The index manifest
+records the retriever (name and config fingerprint), the knowledge base and the build report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from retriever.index import MultiVectorIndex
+from retriever.index.storage import MANIFEST
+
+from ..kb import PassageStore
+from ..loading import LoadedRetriever
+from .encode import MAX_PROBLEMS_KEPT, encode_shards
+from .shards import ShardSet
+
+__all__ = ["IndexBuildReport", "build_index", "DEFAULT_SHARD_SIZE"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHARD_SIZE = 4096
+
+
+@dataclass
+class IndexBuildReport:
+    passages: int
+    shards: int
+    shards_resumed: int
+    images: dict[str, int]
+    image_problems: list[dict[str, Any]] = field(default_factory=list)
+    encode_seconds: float = 0.0
+    index_seconds: float = 0.0
+    passages_per_second: float = 0.0
+    method: str = "plaid"
+    index_path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _kb_identity(kb_folder: Path) -> dict[str, Any]:
+    manifest_path = kb_folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    return {"path": str(kb_folder.resolve()),
+            "sha256": manifest.get("sqlite_sha256") or manifest.get("sha256"),
+            "passages": manifest.get("counts", {}).get("passages")}
+
+
+def build_index(kb_folder: str | Path, retriever: LoadedRetriever, out: str | Path, *,
+                method: str = "plaid", nbits: int = 4, batch_size: int = 32,
+                shard_size: int = DEFAULT_SHARD_SIZE, workers: int = 1,
+                keep_shards: bool = False, overwrite: bool = False,
+                show_progress: bool | None = None, **index_params: Any) -> IndexBuildReport:
+    """Encode every passage of the KB and index the features; resumes an interrupted build."""
+    kb_folder, out = Path(kb_folder), Path(out)
+    if batch_size < 1 or shard_size < 1:
+        raise ValueError("--batch-size and --shard-size must be at least 1")
+    if (out / MANIFEST).exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds a built index; pass --overwrite to rebuild")
+    with PassageStore.open(kb_folder) as store:
+        total = len(store)
+        doc_ids = [p.passage_id for _, p in store.iter_rows()]
+    if total == 0:
+        raise ValueError(f"knowledge base {kb_folder} has no passages")
+    model = retriever.model
+    fingerprint = {"name": retriever.name, "config_sha256": model.config_fingerprint(),
+                   "is_tiny": retriever.is_tiny}
+    kb = _kb_identity(kb_folder)
+    shards = ShardSet(out / "encode", total, shard_size)
+    resuming = shards.check_plan({"kb": kb, "retriever": fingerprint, "shard_size": shard_size,
+                                  "dtype": str(model.dtype), "passages": total})
+    if resuming:
+        logger.info("resuming the unfinished build in %s", out)
+    encoder, processor = model.document_encoder, model._processor("document")
+    bar = tqdm(total=total, desc="encoding passages", unit="passage",
+               disable=not (total > 256 if show_progress is None else show_progress))
+    with bar:
+        infos, resumed = encode_shards(kb_folder, encoder, processor, shards, batch_size=batch_size,
+                              workers=workers, on_rows=bar.update)
+    images: Counter[str] = Counter()
+    problems: list[dict[str, Any]] = []
+    for info in infos:
+        images.update(info.images)
+        problems.extend(info.problems[: max(0, MAX_PROBLEMS_KEPT - len(problems))])
+    encode_seconds = sum(i.seconds for i in infos)
+    report = IndexBuildReport(
+        passages=total, shards=len(infos), shards_resumed=resumed,
+        images=dict(images), image_problems=problems, encode_seconds=round(encode_seconds, 3),
+        passages_per_second=round(total / encode_seconds, 2) if encode_seconds else 0.0,
+        method=method, index_path=str(out))
+    if images.get("broken") or images.get("missing"):
+        logger.warning("%d broken and %d missing images: those passages were encoded text-only",
+                       images.get("broken", 0), images.get("missing", 0))
+    t0 = time.perf_counter()
+    metadata = {"retriever": fingerprint, "kb": kb, "build_report": report.to_dict()}
+    MultiVectorIndex.build(out, doc_ids, shards.arrays(), method=method, nbits=nbits,
+                           overwrite=overwrite, metadata=metadata, show_progress=show_progress,
+                           **index_params)
+    report.index_seconds = round(time.perf_counter() - t0, 3)
+    if not keep_shards:
+        shards.remove()
+    return report

@@ -1,0 +1,316 @@
+"""``MultiVectorIndex``: build / load / search / add / remove / save over late-interaction
+embeddings (every document is a (32, 128) matrix; scores are MaxSim).
+
+Methods: ``exact`` (brute force, the ground truth) and ``plaid`` (compressed, fast; see
+plaid.py). An index is a folder (see storage.py); ``add`` and ``remove`` change the index in
+memory and ``save`` commits them, the manifest being the commit point.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .exact import ExactEngine
+from .plaid import PlaidEngine
+from .storage import (
+    FORMAT, FORMAT_VERSION, MANIFEST, IdStore, IndexFormatError, read_manifest, verify_files,
+    write_manifest, write_npy)
+
+__all__ = ["MultiVectorIndex", "Hit", "AddReport", "IndexFormatError"]
+
+logger = logging.getLogger(__name__)
+
+ENGINES = {"exact": ExactEngine, "plaid": PlaidEngine}
+_SEARCH_KEYS = {"nprobe", "candidates", "ndocs", "rescore", "compute_dtype", "chunk_size"}
+
+
+@dataclass(frozen=True)
+class Hit:
+    doc_id: Any
+    score: float
+
+
+@dataclass(frozen=True)
+class AddReport:
+    added: int
+    rows: int
+    live: int
+    rebuild_advised: str | None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_embeddings(embeddings: Any, count: int | None = None) -> tuple[int, int, int]:
+    shape = getattr(embeddings, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise ValueError(f"embeddings must be an array-like of shape (N, tokens, dim), got "
+                         f"{shape if shape is not None else type(embeddings).__name__}")
+    if count is not None and shape[0] != count:
+        raise ValueError(f"got {count} document ids but {shape[0]} embeddings")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def _check_ids(doc_ids: Sequence[Any]) -> list[Any]:
+    ids = [int(i) if isinstance(i, np.integer) else i for i in doc_ids]
+    IdStore.kind_of(ids)
+    if len(set(ids)) != len(ids):
+        seen, dup = set(), []
+        for i in ids:
+            if i in seen:
+                dup.append(i)
+            seen.add(i)
+        raise ValueError(f"duplicate document ids: {dup[:10]}")
+    return ids
+
+
+def _ids_files(folder: Path, seg: int, arrays: dict[str, np.ndarray]) -> dict[str, dict]:
+    return {f"{name}-{seg:05d}.npy": write_npy(folder, f"{name}-{seg:05d}.npy", array)
+            for name, array in arrays.items()}
+
+
+def _progress(total: int, desc: str, show: bool | None):
+    bar = tqdm(total=total, desc=desc, unit="doc", disable=not (total > 10000 if show is None
+                                                                 else show))
+    return bar, bar.update
+
+
+class MultiVectorIndex:
+    """A searchable set of (doc_id, (tokens, dim) matrix) pairs."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], engine: Any, ids: IdStore,
+                 deleted: np.ndarray) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.engine = engine
+        self.ids = ids
+        self.deleted = deleted
+        self._dirty = False
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.manifest["method"]
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.ids)
+
+    def __len__(self) -> int:
+        return self.num_rows - int(self.deleted.sum())
+
+    def __repr__(self) -> str:
+        return f"MultiVectorIndex({str(self.path)!r}, method={self.method!r}, documents={len(self)})"
+
+    # -- build / load -------------------------------------------------------------------------
+    @classmethod
+    def build(cls, path: str | os.PathLike, doc_ids: Sequence[Any], embeddings: Any,
+              method: str = "plaid", nbits: int = 4, *, overwrite: bool = False,
+              metadata: dict[str, Any] | None = None, show_progress: bool | None = None,
+              **params: Any) -> "MultiVectorIndex":
+        """Index ``embeddings`` (N, tokens, dim), any array-like that slices (a memory-mapped
+        .npy is read a chunk at a time), under ``doc_ids`` (all int or all str, unique)."""
+        if method not in ENGINES:
+            raise ValueError(f"unknown index method {method!r}; use one of {sorted(ENGINES)}")
+        if nbits not in (2, 4, 8):
+            raise ValueError(f"nbits must be 2, 4 or 8, got {nbits}")
+        ids = _check_ids(doc_ids)
+        n, tokens, dim = _check_embeddings(embeddings, len(ids))
+        if n == 0:
+            raise ValueError("cannot build an index from zero documents")
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        if (folder / MANIFEST).exists():
+            if not overwrite:
+                raise FileExistsError(f"{folder} already holds an index; pass overwrite=True "
+                                      "to replace it")
+            cls._remove_index_files(folder)
+        start = time.perf_counter()
+        bar, progress = _progress(n, f"indexing ({method})", show_progress)
+        with bar:
+            files, used, stats = ENGINES[method].build(folder, embeddings,
+                                                       {**params, "nbits": nbits}, progress)
+        store = IdStore(IdStore.kind_of(ids))
+        id_arrays = store.encode(ids)
+        files.update(_ids_files(folder, 0, id_arrays))
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "method": method,
+            "created": _now(), "updated": _now(), "library": "rag-vqa",
+            "dims": {"tokens": tokens, "dim": dim}, "id_kind": store.kind,
+            "params": used, "counts": {"rows": n, "live": n, "trained_rows": n},
+            "segments": [{"rows": n, "stats": stats}], "files": files, "deleted_file": None,
+            "metadata": metadata or {}, "rebuild_advised": None,
+            "build_seconds": round(time.perf_counter() - start, 3),
+        }
+        write_manifest(folder, manifest)
+        logger.info("built %s index of %d documents in %.1fs", method, n,
+                    manifest["build_seconds"])
+        return cls.load(folder, verify="size")
+
+    @staticmethod
+    def _remove_index_files(folder: Path) -> None:
+        try:
+            old = read_manifest(folder)
+        except IndexFormatError:
+            old = {"files": {}}
+        for name in list(old.get("files", {})) + [MANIFEST]:
+            (folder / name).unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, verify: str = "full") -> "MultiVectorIndex":
+        """Open an index; ``verify`` = "full" (sizes and sha256 of every file), "size" or "none"."""
+        folder = Path(path)
+        manifest = read_manifest(folder)
+        method = manifest.get("method")
+        if method not in ENGINES:
+            raise IndexFormatError(f"{folder}: unknown index method {method!r}")
+        verify_files(folder, manifest["files"], verify)
+        engine = ENGINES[method].load(folder, manifest)
+        ids = IdStore(manifest["id_kind"])
+        for seg in range(len(manifest["segments"])):
+            names = ["ids"] if ids.kind == "int" else ["ids_utf8", "ids_offsets"]
+            ids.append({name: np.load(folder / f"{name}-{seg:05d}.npy") for name in names})
+        deleted = np.zeros(len(ids), dtype=bool)
+        if manifest.get("deleted_file"):
+            deleted = np.load(folder / manifest["deleted_file"]).astype(bool)
+        if len(deleted) != len(ids) or len(engine.segments) != len(ids):
+            raise IndexFormatError(f"{folder}: id, tombstone and vector counts disagree "
+                                   f"({len(ids)}, {len(deleted)}, {len(engine.segments)})")
+        return cls(folder, manifest, engine, ids, deleted)
+
+    # -- search ---------------------------------------------------------------------------------
+    def search(self, queries: Any, k: int = 10, **params: Any) -> list[list[Hit]]:
+        """Top-``k`` documents for each query of a (Q, tokens, dim) array, best first.
+
+        Scores are MaxSim on the stored vectors (exact float16 copies when kept, else the
+        decompressed ones). ``params`` tune the plaid stages (nprobe, candidates, ndocs, rescore).
+        """
+        unknown = set(params) - _SEARCH_KEYS
+        if unknown:
+            raise TypeError(f"unknown search parameter(s): {sorted(unknown)}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        q = torch.as_tensor(np.asarray(queries) if not torch.is_tensor(queries) else queries)
+        dim = self.manifest["dims"]["dim"]
+        if q.dim() != 3 or q.shape[-1] != dim:
+            raise ValueError(f"queries must have shape (Q, tokens, {dim}), got {tuple(q.shape)}")
+        q = q.float()
+        deleted = torch.from_numpy(self.deleted) if self.deleted.any() else None
+        results = self.engine.search(q, k, deleted, **params)
+        return [[Hit(self.ids.id_at(int(r)), float(s)) for r, s in zip(rows, scores)]
+                for rows, scores in results]
+
+    # -- changes ----------------------------------------------------------------------------------
+    def add(self, doc_ids: Sequence[Any], embeddings: Any,
+            show_progress: bool | None = None) -> AddReport:
+        """Append documents using the existing centroids (no retraining); ``save`` commits."""
+        ids = _check_ids(doc_ids)
+        n, tokens, dim = _check_embeddings(embeddings, len(ids))
+        dims = self.manifest["dims"]
+        if (tokens, dim) != (dims["tokens"], dims["dim"]):
+            raise ValueError(f"embeddings are ({tokens}, {dim}) per document; this index holds "
+                             f"({dims['tokens']}, {dims['dim']})")
+        if n == 0:
+            return AddReport(0, self.num_rows, len(self), self.manifest.get("rebuild_advised"))
+        lookup = self.ids.lookup()
+        live = [i for i in ids if i in lookup and not self.deleted[lookup[i]]]
+        if live:
+            raise ValueError(f"document ids already in the index: {live[:10]} (remove them "
+                             "first to replace them)")
+        seg = len(self.manifest["segments"])
+        bar, progress = _progress(n, "adding", show_progress)
+        with bar:
+            if isinstance(self.engine, PlaidEngine):
+                files, stats = self.engine.add_segment(self.path, seg, embeddings, progress,
+                                                       self.manifest["params"])
+            else:
+                files, stats = self.engine.add_segment(self.path, seg, embeddings, progress)
+        files.update(_ids_files(self.path, seg, self.ids.encode(ids)))
+        self.ids.append({name.rsplit("-", 1)[0]: np.load(self.path / name)
+                         for name in files if name.startswith("ids")})
+        self.deleted = np.concatenate([self.deleted, np.zeros(n, dtype=bool)])
+        self.manifest["files"].update(files)
+        self.manifest["segments"].append({"rows": n, "stats": stats})
+        self.manifest["rebuild_advised"] = self._rebuild_advice()
+        self._dirty = True
+        if self.manifest["rebuild_advised"]:
+            logger.warning("index %s: %s", self.path, self.manifest["rebuild_advised"])
+        return AddReport(n, self.num_rows, len(self), self.manifest["rebuild_advised"])
+
+    def _rebuild_advice(self) -> str | None:
+        if self.method != "plaid":
+            return None
+        trained = self.manifest["counts"]["trained_rows"]
+        added = self.num_rows - trained
+        if added > 0.5 * trained:
+            return (f"{added} documents were added after the centroids were trained on {trained}; "
+                    "rebuilding would adapt centroids and quantiser to the new data")
+        base = self.manifest["segments"][0]["stats"]
+        for seg in self.manifest["segments"][1:]:
+            stats = seg["stats"]
+            if stats["residual_norm_mean"] > 1.25 * base["residual_norm_mean"] or (
+                    stats["clip_fraction"] > max(0.01, 3 * base["clip_fraction"])):
+                return ("added documents fit the trained centroids poorly (residuals "
+                        f"{stats['residual_norm_mean']:.3f} vs {base['residual_norm_mean']:.3f} "
+                        "at build); a rebuild would restore search quality")
+        return None
+
+    def remove(self, doc_ids: Sequence[Any]) -> int:
+        """Tombstone documents (all or nothing: unknown ids raise KeyError naming them)."""
+        lookup = self.ids.lookup()
+        rows, missing = [], []
+        for i in doc_ids:
+            i = int(i) if isinstance(i, np.integer) else i
+            row = lookup.get(i)
+            if row is None or self.deleted[row]:
+                missing.append(i)
+            else:
+                rows.append(row)
+        if missing:
+            raise KeyError(f"not in the index: {missing[:10]}"
+                           + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+        self.deleted[rows] = True
+        self._dirty = True
+        return len(rows)
+
+    def save(self) -> None:
+        """Commit ``add`` / ``remove`` changes (new files first, the manifest last)."""
+        if not self._dirty:
+            return
+        manifest = self.manifest
+        old_deleted = manifest.get("deleted_file")
+        if self.deleted.any():
+            version = int(old_deleted.split("-")[1].split(".")[0]) + 1 if old_deleted else 1
+            name = f"deleted-{version:05d}.npy"
+            manifest["files"][name] = write_npy(self.path, name, self.deleted)
+            manifest["deleted_file"] = name
+        else:
+            manifest["deleted_file"] = None
+        if old_deleted and old_deleted != manifest["deleted_file"]:
+            manifest["files"].pop(old_deleted, None)
+        manifest["counts"].update({"rows": self.num_rows, "live": len(self)})
+        manifest["updated"] = _now()
+        write_manifest(self.path, manifest)
+        if old_deleted and old_deleted != manifest["deleted_file"]:
+            (self.path / old_deleted).unlink(missing_ok=True)
+        self._dirty = False
+
+    def resident_bytes(self) -> dict[str, int]:
+        """Bytes of the arrays a search reads for every query or every candidate (everything but
+        the optional float16 copy), in total and per live document."""
+        skip = ("embeddings-",) if self.method == "plaid" else ()
+        total = sum(entry["bytes"] for name, entry in self.manifest["files"].items()
+                    if not name.startswith(skip))
+        return {"total": total, "per_document": total // max(len(self), 1)}
