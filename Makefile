@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install quickstart test bench clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		-r requirements-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,198 @@
+"""Prompt building, in one place: an instruction asking for a short answer, the retrieved passages
+(title and text, numbered in rank order so answers can cite them) and the question.
+
+Budgets are in tokens of the answering model: each passage is cut to ``max_passage_tokens``, and
+passages are cut or dropped, lowest rank first, until the whole prompt (chat template and image
+tokens included) fits the model's context minus the tokens reserved for the answer. The question
+and the instruction are never truncated: if they alone do not fit, the item fails with
+:class:`PromptTooLongError`.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
+
+__all__ = ["PromptConfig", "ContextPassage", "BuiltPrompt", "PromptBuilder", "PromptTooLongError",
+           "PromptOps", "as_context_passages"]
+
+
+class PromptTooLongError(ValueError):
+    """The instruction and question alone exceed the model's context."""
+
+
+def _fields_of(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+@dataclass
+class PromptConfig:
+    """Prompt texts and budgets; every field can be overridden from the configuration file."""
+
+    instruction: str = ("Answer the question about the image using the passages below. Reply with "
+                        "a short answer (a few words), without explanation.")
+    no_context_instruction: str = ("Answer the question about the image. Reply with a short "
+                                   "answer (a few words), without explanation.")
+    text_only_instruction: str = ("Answer the question using the passages below. Reply with a "
+                                  "short answer (a few words), without explanation.")
+    context_header: str = "Passages:"
+    passage_template: str = "[{rank}] {title}: {text}"
+    untitled_passage_template: str = "[{rank}] {text}"
+    question_template: str = "Question: {question}\nShort answer:"
+    system: str | None = None
+    chat_template: str | None = None    # Jinja template for models that ship none
+    max_passage_tokens: int = 160
+    max_prompt_tokens: int | None = None
+    min_passage_tokens: int = 16
+
+    def __post_init__(self) -> None:
+        required = {"question_template": {"question"}, "passage_template": {"rank", "text"},
+                    "untitled_passage_template": {"rank", "text"}}
+        allowed = {"question_template": {"question"},
+                   "passage_template": {"rank", "title", "text"},
+                   "untitled_passage_template": {"rank", "text"}}
+        for name, needs in required.items():
+            found = _fields_of(getattr(self, name))
+            if not needs <= found or not found <= allowed[name]:
+                raise ValueError(f"prompt.{name} must use {sorted(needs)} (and may use "
+                                 f"{sorted(allowed[name])}), got {sorted(found)}")
+        if self.max_passage_tokens < 1 or self.min_passage_tokens < 1:
+            raise ValueError("prompt token budgets must be positive")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "PromptConfig":
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown prompt option(s): {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ContextPassage:
+    text: str
+    title: str | None = None
+    passage_id: str | None = None
+    score: float | None = None
+
+
+def as_context_passages(passages: Sequence[Any]) -> list[ContextPassage]:
+    """Accept ContextPassage, KB Passage-like objects, dicts or plain strings."""
+    out = []
+    for p in passages:
+        if isinstance(p, ContextPassage):
+            out.append(p)
+        elif isinstance(p, str):
+            out.append(ContextPassage(p))
+        elif isinstance(p, Mapping):
+            out.append(ContextPassage(p.get("text") or "", p.get("title"), p.get("passage_id"),
+                                      p.get("score")))
+        else:
+            out.append(ContextPassage(getattr(p, "text", "") or "", getattr(p, "title", None),
+                                      getattr(p, "passage_id", None), getattr(p, "score", None)))
+    return out
+
+
+class PromptOps(Protocol):
+    """What the builder needs from a generator's tokenizer / processor."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def truncate_tokens(self, text: str, max_tokens: int) -> str: ...
+
+    def render(self, body: str, has_image: bool) -> str: ...
+
+
+@dataclass
+class BuiltPrompt:
+    """The exact text given to the model and what went into it."""
+
+    text: str
+    body: str
+    num_tokens: int
+    passage_ids: list[str | None] = field(default_factory=list)
+    truncated: list[bool] = field(default_factory=list)   # per included passage
+    dropped: int = 0                                        # passages that did not fit at all
+
+
+class PromptBuilder:
+    def __init__(self, config: PromptConfig, ops: PromptOps, context_limit: int,
+                 reserve_tokens: int, use_passages: bool = True, text_only: bool = False) -> None:
+        self.config = config
+        self.ops = ops
+        self.limit = context_limit - reserve_tokens
+        if config.max_prompt_tokens:
+            self.limit = min(self.limit, config.max_prompt_tokens)
+        self.use_passages = use_passages
+        self.text_only = text_only
+
+    def _instruction(self, with_context: bool) -> str:
+        if not with_context:
+            return self.config.no_context_instruction
+        return self.config.text_only_instruction if self.text_only else self.config.instruction
+
+    def _body(self, question: str, lines: list[str]) -> str:
+        parts = [self._instruction(bool(lines))]
+        if lines:
+            parts.append(self.config.context_header + "\n" + "\n".join(lines))
+        parts.append(self.config.question_template.format(question=question.strip()))
+        return "\n\n".join(parts)
+
+    def _line(self, rank: int, passage: ContextPassage, text: str) -> str:
+        if passage.title:
+            return self.config.passage_template.format(rank=rank, title=passage.title, text=text)
+        return self.config.untitled_passage_template.format(rank=rank, text=text)
+
+    def build(self, question: str, passages: Sequence[ContextPassage], has_image: bool,
+              extra_tokens: int = 0) -> BuiltPrompt:
+        """``extra_tokens``: what the model adds beyond the rendered text's own tokens (e.g. an
+        image placeholder expanding into hundreds of image tokens)."""
+        passages = list(passages) if self.use_passages else []
+
+        def length(rendered: str) -> int:
+            return self.ops.count_tokens(rendered) + extra_tokens
+
+        base = self.ops.render(self._body(question, []), has_image)
+        base_len = length(base)
+        if base_len > self.limit:
+            raise PromptTooLongError(f"the instruction and question need {base_len} tokens but "
+                                     f"the model allows {self.limit} for the prompt")
+        budget = self.limit - base_len
+        for _ in range(4):  # tokenisation in context can differ slightly: re-measure and shrink
+            lines, truncated, ids, dropped = self._fit(passages, budget)
+            text = self.ops.render(self._body(question, lines), has_image)
+            total = length(text)
+            if total <= self.limit:
+                return BuiltPrompt(text, self._body(question, lines), total, ids, truncated,
+                                   dropped)
+            budget -= total - self.limit
+        return BuiltPrompt(base, self._body(question, []), base_len, [], [], len(passages))
+
+    def _fit(self, passages: list[ContextPassage], budget: int
+             ) -> tuple[list[str], list[bool], list[str | None], int]:
+        header = self.ops.count_tokens(self.config.context_header) + 2
+        remaining = budget - header
+        lines, truncated, ids = [], [], []
+        for rank, passage in enumerate(passages, start=1):
+            text = " ".join(passage.text.split())
+            cut = self.ops.truncate_tokens(text, self.config.max_passage_tokens)
+            line = self._line(rank, passage, cut)
+            cost = self.ops.count_tokens(line) + 1
+            if cost > remaining:
+                overhead = self.ops.count_tokens(self._line(rank, passage, "")) + 1
+                room = remaining - overhead
+                if room < self.config.min_passage_tokens:
+                    break
+                cut = self.ops.truncate_tokens(cut, room)
+                line = self._line(rank, passage, cut)
+                cost = self.ops.count_tokens(line) + 1
+            lines.append(line)
+            truncated.append(cut != text)
+            ids.append(passage.passage_id)
+            remaining -= cost
+            if remaining <= 0:
+                break
+        return lines, truncated, ids, len(passages) - len(lines)
