@@ -1,5 +1,6 @@
-"""End-to-end retriever demo on the built-in flag sample: encode documents (text + image) with
-ReT_D, encode image+question queries with ReT_Q, rank by MaxSim, and time every stage."""
+"""End-to-end retriever demo on the bundled sample (30 countries, their flags and passages):
+encode the passages (text + image) with ReT_D, encode image+question queries with ReT_Q, rank by
+MaxSim, and time every stage."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from retriever import DEFAULT_QUERY_INSTRUCTION, maxsim
 from retriever.images import ImageInput
 
 from .loading import LoadedRetriever
-from .samples import SampleDocument, sample_documents, sample_queries
+from .samples import SamplePassage, question_image, sample_passages, sample_questions
 
 __all__ = ["RankedDocument", "QueryRanking", "DemoReport", "SampleSearcher", "run_retriever_demo"]
 
@@ -62,7 +63,7 @@ class SampleSearcher:
     def __init__(self, loaded: LoadedRetriever, batch_size: int = 8) -> None:
         self.loaded = loaded
         self.batch_size = batch_size
-        self.documents: list[SampleDocument] = sample_documents()
+        self.documents: list[SamplePassage] = sample_passages()
         start = time.perf_counter()
         self.features = loaded.model.encode_documents(
             [d.text for d in self.documents], [d.image for d in self.documents],
@@ -76,22 +77,23 @@ class SampleSearcher:
     def rank(self, query_features: torch.Tensor, k: int) -> list[list[RankedDocument]]:
         scores = maxsim(query_features, self.features)
         top = scores.topk(min(k, len(self.documents)), dim=1)
-        return [[RankedDocument(self.documents[j].doc_id, self.documents[j].title, float(s))
+        return [[RankedDocument(self.documents[j].passage_id, self.documents[j].title, float(s))
                  for s, j in zip(values.tolist(), indices.tolist())]
                 for values, indices in zip(top.values, top.indices)]
 
     def search(self, image: ImageInput, question: str, k: int = 3) -> list[RankedDocument]:
         return self.rank(self.encode([question], [image]), k)[0]
 
-    def document(self, doc_id: str) -> SampleDocument:
-        return next(d for d in self.documents if d.doc_id == doc_id)
+    def document(self, doc_id: str) -> SamplePassage:
+        return next(d for d in self.documents if d.passage_id == doc_id)
 
 
 def run_retriever_demo(loaded: LoadedRetriever, k: int = 3, batch_size: int = 8) -> DemoReport:
     searcher = SampleSearcher(loaded, batch_size)
-    queries = sample_queries()
+    queries = sample_questions()
     t0 = time.perf_counter()
-    query_feats = searcher.encode([q.question for q in queries], [q.image for q in queries])
+    query_feats = searcher.encode([q.question for q in queries],
+                                  [question_image(q) for q in queries])
     t1 = time.perf_counter()
     rankings = searcher.rank(query_feats, k)
     t2 = time.perf_counter()
@@ -100,5 +102,6 @@ def run_retriever_demo(loaded: LoadedRetriever, k: int = 3, batch_size: int = 8)
                         {"encode_documents": searcher.encode_seconds, "encode_queries": t1 - t0,
                          "search": t2 - t1})
     for query, ranking in zip(queries, rankings):
-        report.queries.append(QueryRanking(query.label, query.question, query.positive_id, ranking))
+        report.queries.append(QueryRanking(f"photo of the {query.country.title()} flag",
+                                           query.question, query.passage_id[0], ranking))
     return report

@@ -118,13 +118,16 @@ class _Fields:
         return kept or None
 
 
-_RET_FIELDS = frozenset({"passage_id", "passage_text", "passage_image_path"})
+# title and article_id are optional extensions (our bundled sample uses them)
+_RET_FIELDS = frozenset({"passage_id", "passage_text", "passage_image_path", "title",
+                         "article_id"})
 _M2KR_FIELDS = frozenset({"passage_id", "passage_content", "language", "title"})
 
 
 def _ret_passage(f: _Fields) -> list[Passage]:
     pid = f.ident("passage_id")
-    return [Passage(passage_id=pid, text=f.text("passage_text"), article_id=pid,
+    return [Passage(passage_id=pid, text=f.text("passage_text"), title=f.optional("title"),
+                    article_id=f.optional("article_id") or pid,
                     image=f.optional("passage_image_path"), extra=f.extra(_RET_FIELDS))]
 
 

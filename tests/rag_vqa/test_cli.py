@@ -17,8 +17,8 @@ def test_retriever_demo_json_with_the_tiny_model():
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["is_tiny"] and "meaningless" in report["note"]
-    assert report["feature_shape"] == [32, 128] and report["num_documents"] == 8
-    assert len(report["queries"]) == 8
+    assert report["feature_shape"] == [32, 128] and report["num_documents"] == 60
+    assert len(report["queries"]) == 6
     for query in report["queries"]:
         scores = [d["score"] for d in query["ranking"]]
         assert len(scores) == 2 and scores == sorted(scores, reverse=True)
