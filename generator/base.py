@@ -83,16 +83,17 @@ class Generator(ABC):
         """Load the model and its processor as configured."""
 
     @abstractmethod
-    def answer_batch(self, items: Sequence[QAItem], batch_size: int | None = None
-                     ) -> list[GeneratedAnswer]:
+    def answer_batch(self, items: Sequence[QAItem], batch_size: int | None = None,
+                     max_new_tokens: int | None = None) -> list[GeneratedAnswer]:
         """Answers in input order; an item that fails is returned with ``error`` set while the
-        rest of the batch goes on."""
+        rest of the batch goes on. ``max_new_tokens`` may lower the configured limit."""
 
     @abstractmethod
-    def stream(self, question: str, image: Any = None, passages: Sequence[Any] = ()
-               ) -> AnswerStream:
+    def stream(self, question: str, image: Any = None, passages: Sequence[Any] = (),
+               max_new_tokens: int | None = None) -> AnswerStream:
         """The answer as it is generated (for the demo)."""
 
-    def answer(self, question: str, image: Any = None, passages: Sequence[Any] = ()
-               ) -> GeneratedAnswer:
-        return self.answer_batch([QAItem(question, image, passages)], batch_size=1)[0]
+    def answer(self, question: str, image: Any = None, passages: Sequence[Any] = (),
+               max_new_tokens: int | None = None) -> GeneratedAnswer:
+        return self.answer_batch([QAItem(question, image, passages)], batch_size=1,
+                                 max_new_tokens=max_new_tokens)[0]

@@ -120,10 +120,13 @@ class HFGenerator(Generator):
         """Model inputs for a batch (left padded)."""
 
     # -- generation -------------------------------------------------------------------------------
-    def _generation_kwargs(self) -> dict[str, Any]:
+    def _generation_kwargs(self, max_new_tokens: int | None = None) -> dict[str, Any]:
         c = self.config
-        kwargs: dict[str, Any] = {"max_new_tokens": c.max_new_tokens, "do_sample": c.do_sample,
-                                  "pad_token_id": self.pad_token_id}
+        if max_new_tokens is not None and not 1 <= max_new_tokens <= c.max_new_tokens:
+            raise ValueError(f"max_new_tokens must be between 1 and the configured "
+                             f"{c.max_new_tokens} (prompts are budgeted for it)")
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens or c.max_new_tokens,
+                                  "do_sample": c.do_sample, "pad_token_id": self.pad_token_id}
         if c.do_sample:
             kwargs.update(temperature=c.temperature, top_p=c.top_p)
         else:
@@ -144,12 +147,13 @@ class HFGenerator(Generator):
             truncated_passages=sum(prompt.truncated), dropped_passages=prompt.dropped,
             prompt_tokens=prompt.num_tokens, generated_tokens=generated, seconds=seconds)
 
-    def _run(self, items: Sequence[PreparedItem]) -> list[GeneratedAnswer]:
+    def _run(self, items: Sequence[PreparedItem], max_new_tokens: int | None = None
+             ) -> list[GeneratedAnswer]:
         start = time.perf_counter()
         inputs = self._inputs(items)
         width = inputs["input_ids"].shape[1]
         with self._lock, torch.inference_mode():
-            output = self.model.generate(**inputs, **self._generation_kwargs())
+            output = self.model.generate(**inputs, **self._generation_kwargs(max_new_tokens))
         new = output[:, width:].cpu()
         raws = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         seconds = (time.perf_counter() - start) / len(items)
@@ -160,9 +164,10 @@ class HFGenerator(Generator):
     def _failed(message: str, prompt: str = "") -> GeneratedAnswer:
         return GeneratedAnswer(answer="", raw="", prompt=prompt, error=message)
 
-    def answer_batch(self, items: Sequence[QAItem], batch_size: int | None = None
-                     ) -> list[GeneratedAnswer]:
+    def answer_batch(self, items: Sequence[QAItem], batch_size: int | None = None,
+                     max_new_tokens: int | None = None) -> list[GeneratedAnswer]:
         batch_size = batch_size or self.config.batch_size
+        self._generation_kwargs(max_new_tokens)  # validate before any work
         results: list[GeneratedAnswer | None] = [None] * len(items)
         ready: list[tuple[int, PreparedItem]] = []
         for i, item in enumerate(items):
@@ -177,22 +182,26 @@ class HFGenerator(Generator):
         for group in groups:
             for start in range(0, len(group), batch_size):
                 chunk = group[start:start + batch_size]
-                for (i, _), answer in zip(chunk, self._run_isolated([p for _, p in chunk])):
+                for (i, _), answer in zip(chunk, self._run_isolated([p for _, p in chunk],
+                                                                    max_new_tokens)):
                     results[i] = answer
         return [r if r is not None else self._failed("not answered") for r in results]
 
-    def _run_isolated(self, chunk: list[PreparedItem]) -> list[GeneratedAnswer]:
+    def _run_isolated(self, chunk: list[PreparedItem], max_new_tokens: int | None = None
+                      ) -> list[GeneratedAnswer]:
         """Run a batch; if it fails, run its items one by one so only the culprit fails."""
         try:
-            return self._run(chunk)
+            return self._run(chunk, max_new_tokens)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             if len(chunk) == 1:
                 logger.warning("generation failed: %s", exc)
                 return [self._failed(f"{type(exc).__name__}: {exc}", chunk[0].prompt.text)]
-            return [answer for item in chunk for answer in self._run_isolated([item])]
+            return [answer for item in chunk
+                    for answer in self._run_isolated([item], max_new_tokens)]
 
-    def stream(self, question: str, image: Any = None, passages: Sequence[Any] = ()
-               ) -> AnswerStream:
+    def stream(self, question: str, image: Any = None, passages: Sequence[Any] = (),
+               max_new_tokens: int | None = None) -> AnswerStream:
+        generation = self._generation_kwargs(max_new_tokens)
         item = self._prepare(QAItem(question, image, passages))
         inputs = self._inputs([item])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True,
@@ -204,8 +213,7 @@ class HFGenerator(Generator):
         def work() -> None:
             try:
                 with self._lock, torch.inference_mode():
-                    out = self.model.generate(**inputs, streamer=streamer,
-                                              **self._generation_kwargs())
+                    out = self.model.generate(**inputs, streamer=streamer, **generation)
                 counter["tokens"] = int((out[0, inputs["input_ids"].shape[1]:]
                                          != self.pad_token_id).sum())
             except BaseException as exc:  # surfaced to the consumer below

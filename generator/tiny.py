@@ -17,7 +17,7 @@ from .hf_multimodal import ImageTextToTextGenerator
 from .hf_text import CausalLMGenerator
 
 __all__ = ["TINY_GENERATOR_NAME", "CHAT_TEMPLATE", "tiny_tokenizer", "tiny_llava",
-           "tiny_causal_lm", "build_tiny_generator"]
+           "tiny_causal_lm", "tiny_generator", "build_tiny_generator"]
 
 TINY_GENERATOR_NAME = "rag-vqa/tiny-random-llava"
 IMAGE_TOKEN = "<image>"
@@ -55,6 +55,22 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def _unprintable_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
+    """Byte tokens that would decode to control characters or partial UTF-8, and the
+    special tokens other than end-of-sequence: the tiny models never emit them, so their
+    (meaningless) answers at least print cleanly."""
+    from retriever.tiny import byte_alphabet
+
+    byte_of = {char: byte for byte, char in enumerate(byte_alphabet())}
+    bad = [tokenizer.convert_tokens_to_ids(t) for t in SPECIALS if t != "</s>"]
+    for token, token_id in tokenizer.get_vocab().items():
+        if len(token) == 1 and token in byte_of:
+            byte = byte_of[token]
+            if (byte < 32 and byte != 10) or byte >= 127:
+                bad.append(token_id)
+    return sorted(set(bad))
+
+
 def _llama_config(vocab: int, max_positions: int) -> LlamaConfig:
     return LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -85,6 +101,7 @@ def tiny_llava(seed: int = 0, max_positions: int = 512
                          projector_hidden_act="gelu")
     model = _seeded(seed, lambda: LlavaForConditionalGeneration(config)).eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.suppress_tokens = _unprintable_ids(tokenizer)
     processor = LlavaProcessor(image_processor=tiny_image_processor(32), tokenizer=tokenizer,
                                patch_size=8, vision_feature_select_strategy="default",
                                chat_template=CHAT_TEMPLATE, image_token=IMAGE_TOKEN,
@@ -98,15 +115,22 @@ def tiny_causal_lm(seed: int = 0, max_positions: int = 512
     config = _llama_config(len(tokenizer), max_positions)
     model = _seeded(seed, lambda: LlamaForCausalLM(config)).eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.suppress_tokens = _unprintable_ids(tokenizer)
     return model, tokenizer
+
+
+def tiny_generator(config: GeneratorConfig, seed: int = 0, max_positions: int = 512
+                   ) -> Generator:
+    """The tiny random model of ``config.kind``, driven by every other option of ``config``."""
+    if config.kind == "causal-lm":
+        model, tokenizer = tiny_causal_lm(seed, max_positions)
+        return CausalLMGenerator.from_components(config, model, tokenizer)
+    model, processor = tiny_llava(seed, max_positions)
+    return ImageTextToTextGenerator.from_components(config, model, processor)
 
 
 def build_tiny_generator(kind: str = "image-text-to-text", seed: int = 0,
                          max_positions: int = 512, **options) -> Generator:
     """A ready Generator over a tiny random model; ``options`` are GeneratorConfig fields."""
-    config = GeneratorConfig(model=TINY_GENERATOR_NAME, kind=kind, **options)
-    if kind == "causal-lm":
-        model, tokenizer = tiny_causal_lm(seed, max_positions)
-        return CausalLMGenerator.from_components(config, model, tokenizer)
-    model, processor = tiny_llava(seed, max_positions)
-    return ImageTextToTextGenerator.from_components(config, model, processor)
+    return tiny_generator(GeneratorConfig(model=TINY_GENERATOR_NAME, kind=kind, **options),
+                          seed, max_positions)

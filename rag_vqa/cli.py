@@ -11,9 +11,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from generator import GeneratorLoadError
 from retriever import CheckpointError, ConfigError, ImageLoadError, ProcessorLoadError
 
 from . import __version__
+from .cli_pipeline import register as register_pipeline_commands
 from .indexing.cli import register as register_index_commands
 from .kb.cli import register as register_kb_commands
 from .loading import DEFAULT_RETRIEVER, load_retriever
@@ -23,7 +25,7 @@ __all__ = ["main", "build_parser"]
 logger = logging.getLogger("rag_vqa")
 
 USER_ERRORS = (CheckpointError, ConfigError, ImageLoadError, ProcessorLoadError, ValueError,
-               FileNotFoundError, FileExistsError)
+               FileNotFoundError, FileExistsError, GeneratorLoadError)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(handler=_cmd_retriever_info)
 
+    register_pipeline_commands(commands)
     register_kb_commands(commands)
     register_index_commands(commands)
     return parser

@@ -16,27 +16,30 @@ from .configuration_ret import ReTConfig, ReTRetrieverConfig
 from .modeling_retriever import ReTRetriever
 from .processing_ret import ReTProcessor
 
-__all__ = ["TINY_NAME", "tiny_clip_tokenizer", "tiny_image_processor", "tiny_retriever_config",
+__all__ = ["TINY_NAME", "byte_alphabet", "tiny_clip_tokenizer", "tiny_image_processor", "tiny_retriever_config",
            "build_tiny_retriever", "clip_b_sized_retriever_config"]
 
 TINY_NAME = "rag-vqa/tiny-random-ret"
 _MERGES = ["t h", "th e</w>", "i n", "a n", "an d</w>", "o n</w>", "e r</w>", "i s</w>", "o f</w>"]
 
 
-def _byte_alphabet() -> list[str]:
-    """The printable stand-ins GPT-2/CLIP BPE use for the 256 byte values."""
+def byte_alphabet() -> list[str]:
+    """The printable stand-ins GPT-2/CLIP byte-level BPE use for the 256 byte values (index =
+    byte)."""
     keep = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
             + list(range(ord("®"), ord("ÿ") + 1)))
-    codes, extra = keep[:], 0
+    codes, extra = {}, 0
     for b in range(256):
-        if b not in keep:
-            codes.append(256 + extra)
+        if b in keep:
+            codes[b] = b
+        else:
+            codes[b] = 256 + extra
             extra += 1
-    return [chr(c) for c in codes]
+    return [chr(codes[b]) for b in range(256)]
 
 
 def tiny_clip_tokenizer() -> CLIPTokenizer:
-    alphabet = _byte_alphabet()
+    alphabet = sorted(byte_alphabet(), key=ord)  # vocabulary order: by stand-in code point
     tokens = alphabet + [c + "</w>" for c in alphabet] + [m.replace(" ", "") for m in _MERGES]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[tuple(m.split(" ")) for m in _MERGES])

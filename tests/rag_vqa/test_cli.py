@@ -50,3 +50,55 @@ def test_exit_codes_for_bad_usage_and_bad_input(tmp_path):
     assert bad_k.returncode == 2 and "-k must be at least 1" in bad_k.stderr
     assert run("--version").stdout.startswith("rag-vqa ")
     assert run("retriever", "demo", "--help").returncode == 0
+
+
+def test_ask_with_the_sample_prints_answer_and_evidence(tmp_path):
+    from rag_vqa.samples import question_image, sample_questions
+
+    q = sample_questions()[0]
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    result = run("ask", str(question_image(q)), q.question, "--sample", "--profile", "tiny",
+                 "--k", "3", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["question"] == q.question and len(answer["evidence"]) == 3
+    assert [e["rank"] for e in answer["evidence"]] == [1, 2, 3]
+    assert "meaningless" in answer["note"]
+    text = run("ask", str(question_image(q)), q.question, "--sample", "--profile", "tiny",
+               env=env)
+    assert text.returncode == 0 and "answer:" in text.stdout and "[1]" in text.stdout
+
+
+def test_ask_errors_are_clear(tmp_path):
+    from rag_vqa.samples import question_image, sample_questions
+
+    image = str(question_image(sample_questions()[0]))
+    no_index = run("ask", image, "What?", "--profile", "tiny")
+    assert no_index.returncode == 2 and "no index configured" in no_index.stderr
+    missing = run("ask", str(tmp_path / "nope.jpg"), "What?", "--sample", "--profile", "tiny",
+                  env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    bad_config = tmp_path / "rag.toml"
+    bad_config.write_text("k = 0\n")
+    config = run("ask", image, "What?", "--config", str(bad_config))
+    assert config.returncode == 2 and "k must be a positive integer" in config.stderr
+    assert "Traceback" not in no_index.stderr + missing.stderr + config.stderr
+
+
+def test_quickstart_runs_end_to_end(tmp_path):
+    result = run("quickstart", "--json", env={"XDG_CACHE_HOME": str(tmp_path),
+                                               "HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["profile"] == "tiny" and "not downloaded" in report["note"]
+    assert len(report["answers"]) == 6
+    assert all(len(a["evidence"]) == 3 and a["error"] is None for a in report["answers"])
+    assert (tmp_path / "rag-vqa" / "quickstart" / "kb" / "manifest.json").is_file()
+    again = run("quickstart", env={"XDG_CACHE_HOME": str(tmp_path),
+                                   "HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert again.returncode == 0 and "meaningless" in again.stdout
+
+
+def test_demo_help():
+    result = run("demo", "--help")
+    assert result.returncode == 0 and "--sample" in result.stdout and "--port" in result.stdout

@@ -1,0 +1,156 @@
+"""``rag-vqa ask``, ``rag-vqa quickstart`` and ``rag-vqa demo``, plus the pipeline options they
+share with the Gradio app."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import PROFILES
+from .pipeline import Answer, RagVQA
+from .quickstart import choose_profile, default_cache, run_quickstart, sample_pipeline
+
+__all__ = ["register", "add_pipeline_options", "pipeline_from_args"]
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("pipeline")
+    group.add_argument("--config", help="TOML configuration file")
+    group.add_argument("--profile", choices=["auto", *PROFILES], default=None,
+                       help="model profile (default: the config's, else 'default'; 'auto' "
+                            "picks 'default' when its models are downloaded, else 'tiny')")
+    group.add_argument("--index", help="index folder (from `rag-vqa index build`)")
+    group.add_argument("--kb", help="knowledge-base folder (default: the one the index records)")
+    group.add_argument("--sample", action="store_true",
+                       help="use the bundled sample knowledge base (indexed on first use)")
+    group.add_argument("--retriever", help="retriever hub id or folder (overrides the profile)")
+    group.add_argument("--generator", help="generator hub id or folder (overrides the profile)")
+    group.add_argument("--device", help="cpu, cuda, cuda:N or auto (both models)")
+    group.add_argument("--max-new-tokens", type=int, help="answer length limit")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.retriever:
+        out.setdefault("retriever", {})["model"] = args.retriever
+    if args.generator:
+        out.setdefault("generator", {})["model"] = args.generator
+    if args.device:
+        out.setdefault("retriever", {})["device"] = args.device
+        out.setdefault("generator", {})["device"] = args.device
+    if args.max_new_tokens:
+        out.setdefault("generator", {})["max_new_tokens"] = args.max_new_tokens
+    if getattr(args, "k", None):
+        out["k"] = args.k
+    return out
+
+
+def pipeline_from_args(args: argparse.Namespace) -> tuple[RagVQA, str]:
+    """The pipeline the options describe and a note to show the user (or "")."""
+    overrides = _overrides(args)
+    profile, note = choose_profile(args.profile) if args.profile else (None, "")
+    if profile:
+        overrides["profile"] = profile
+    if args.sample:
+        overrides.pop("profile", None)
+        return sample_pipeline(profile or "tiny", **overrides), note
+    if args.index:
+        overrides.setdefault("index", {})["path"] = args.index
+    if args.kb:
+        overrides.setdefault("index", {})["kb"] = args.kb
+    return RagVQA.from_config(args.config, **overrides), note
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    ask = commands.add_parser("ask", help="answer a question about a photo, with evidence")
+    ask.add_argument("image", help="image file")
+    ask.add_argument("question")
+    ask.add_argument("--k", type=int, default=None, help="passages to retrieve (default 5)")
+    ask.add_argument("--json", action="store_true", help="print the answer as JSON")
+    add_pipeline_options(ask)
+    ask.set_defaults(handler=_cmd_ask)
+
+    quick = commands.add_parser(
+        "quickstart", help="index the bundled sample knowledge base and answer its questions")
+    quick.add_argument("--profile", choices=["auto", *PROFILES], default="auto")
+    quick.add_argument("--cache", type=Path, default=None,
+                       help=f"work folder (default {default_cache()})")
+    quick.add_argument("--json", action="store_true")
+    quick.set_defaults(handler=_cmd_quickstart)
+
+    demo = commands.add_parser("demo", help="start the Gradio demo (python app.py)")
+    add_pipeline_options(demo)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.set_defaults(handler=_cmd_demo)
+
+
+def _print_answer(answer: Answer) -> None:
+    if answer.note:
+        print(f"NOTE: {answer.note}")
+    if answer.error:
+        print(f"answer: (failed: {answer.error})")
+    else:
+        print(f"answer: {answer.answer}")
+    print("evidence:")
+    for ev in answer.evidence:
+        title = f"{ev.title} - " if ev.title else ""
+        text = ev.text if len(ev.text) <= 100 else ev.text[:97] + "..."
+        print(f"  [{ev.rank}] {ev.score:8.3f}  {ev.passage_id}  {title}{text}")
+    t = answer.timings
+    print(f"time: retrieval {1000 * (t['encode_query'] + t['search'] + t['fetch']):.0f} ms, "
+          f"generation {1000 * t['generate']:.0f} ms")
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    pipe, note = pipeline_from_args(args)
+    if note:
+        print(f"NOTE: {note}", file=sys.stderr)
+    if not Path(args.image).is_file():
+        raise FileNotFoundError(f"image {args.image} does not exist")
+    answer = pipe.answer(args.image, args.question, k=args.k)
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_answer(answer)
+    return 0 if answer.error is None else 1
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    result = run_quickstart(args.profile, args.cache)
+    if args.json:
+        print(json.dumps({"profile": result.profile, "note": result.note,
+                          "answers": [{"question": q.question, "expected": q.answer,
+                                       **a.to_dict()} for q, a in result.answers]},
+                         indent=2, ensure_ascii=False))
+        return 0
+    if result.note:
+        print(f"NOTE: {result.note}\n")
+    for question, answer in result.answers:
+        print(f"Q: {question.question}   (photo of a flag; expected: {question.answer[0]})")
+        print(f"A: {answer.answer if answer.error is None else 'failed: ' + answer.error}")
+        for ev in answer.evidence:
+            print(f"   [{ev.rank}] {ev.score:7.3f}  {ev.title}: {ev.text[:70]}")
+        print()
+    print(f"profile {result.profile}: the top passage was the expected one for "
+          f"{result.retrieval_hits}/{len(result.answers)} questions")
+    if result.profile == "tiny":
+        print("(untrained tiny models: answers and rankings above are meaningless)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Run app.py as a program (it is a face over this package, never imported by it)."""
+    argv: list[str] = []
+    for name in ("config", "profile", "index", "kb", "retriever", "generator", "device",
+                 "max_new_tokens", "host", "port"):
+        value = getattr(args, name)
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    if args.sample:
+        argv.append("--sample")
+    return subprocess.call([sys.executable, "-m", "app", *argv])

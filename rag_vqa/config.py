@@ -1,0 +1,165 @@
+"""Pipeline configuration: one TOML file (or a dict), named profiles, clear errors.
+
+    profile = "default"              # start from a profile, then override any field
+    k = 5
+
+    [retriever]
+    model = "aimagelab/ReT-CLIP-ViT-L-14"
+    device = "cuda"
+    dtype = "bfloat16"
+
+    [index]
+    path = "index/"                  # built with `rag-vqa index build`
+    kb = "kb/"                       # optional: the index manifest records its knowledge base
+
+    [generator]
+    model = "llava-hf/llava-1.5-7b-hf"
+    max_new_tokens = 32
+
+    [generator.prompt]
+    instruction = "..."
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from generator import GeneratorConfig
+from generator.tiny import TINY_GENERATOR_NAME
+from retriever import DEFAULT_QUERY_INSTRUCTION
+
+__all__ = ["RagConfig", "RetrieverSettings", "IndexSettings", "PROFILES", "ConfigError",
+           "load_config", "TINY"]
+
+TINY = "tiny"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message names the field and what is allowed."""
+
+
+@dataclass
+class RetrieverSettings:
+    model: str = "aimagelab/ReT-CLIP-ViT-L-14"
+    device: str | None = None
+    dtype: str | None = None
+    batch_size: int = 32
+    instruction: str = DEFAULT_QUERY_INSTRUCTION
+
+
+@dataclass
+class IndexSettings:
+    path: str | None = None
+    kb: str | None = None
+    images: str | None = None          # overrides the KB's image root
+    search: dict[str, Any] = field(default_factory=dict)   # nprobe, candidates, ndocs, rescore
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {"retriever": {"model": "aimagelab/ReT-CLIP-ViT-L-14"},
+                "generator": {"model": "llava-hf/llava-1.5-7b-hf",
+                              "kind": "image-text-to-text"}},
+    "small": {"retriever": {"model": "aimagelab/ReT-CLIP-ViT-L-14"},
+              "generator": {"model": "HuggingFaceTB/SmolVLM-256M-Instruct",
+                            "kind": "image-text-to-text"}},
+    TINY: {"retriever": {"model": TINY},
+           "generator": {"model": TINY_GENERATOR_NAME, "kind": "image-text-to-text"}},
+}
+
+
+@dataclass
+class RagConfig:
+    profile: str = "default"
+    k: int = 5
+    retriever: RetrieverSettings = field(default_factory=RetrieverSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    generator: GeneratorConfig = field(
+        default_factory=lambda: GeneratorConfig(model="llava-hf/llava-1.5-7b-hf"))
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.retriever.model == TINY or self.generator.model == TINY_GENERATOR_NAME
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _check_keys(section: str, values: Mapping[str, Any], cls: type) -> None:
+    known = [f.name for f in fields(cls)]
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"
+            raise ConfigError(f"unknown option {section}{key!r}{hint}")
+
+
+def _build(cls: type, section: str, values: Any) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[{section}] must be a table of options, got {type(values).__name__}")
+    _check_keys(f"{section}.", values, cls)
+    try:
+        obj = cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{section}]: {exc}") from exc
+    for f in fields(cls):
+        value = getattr(obj, f.name)
+        if f.type in ("int", int) and not isinstance(value, int):
+            raise ConfigError(f"{section}.{f.name} must be an integer, got {value!r}")
+    return obj
+
+
+def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None,
+                **overrides: Any) -> RagConfig:
+    """A validated RagConfig from a TOML file, a mapping, or nothing (the default profile);
+    ``overrides`` (same shape as the file) win over both."""
+    if source is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+    else:
+        path = Path(source)
+        if path.suffix.lower() != ".toml":
+            raise ConfigError(f"{path}: configuration files are TOML (.toml)")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"configuration file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    raw = _merge(raw, overrides)
+    _check_keys("", raw, RagConfig)
+    profile = raw.get("profile", "default")
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    merged = _merge(PROFILES[profile], raw)
+    k = merged.get("k", 5)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    generator = dict(merged.get("generator", {}))
+    _check_keys("generator.", generator, GeneratorConfig)
+    try:
+        generator_config = GeneratorConfig.from_dict(generator)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[generator]: {exc}") from exc
+    return RagConfig(profile=profile, k=k,
+                     retriever=_build(RetrieverSettings, "retriever",
+                                      merged.get("retriever", {})),
+                     index=_build(IndexSettings, "index", merged.get("index", {})),
+                     generator=generator_config)

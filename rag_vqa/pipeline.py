@@ -1,0 +1,216 @@
+"""``RagVQA``: retriever + index + knowledge base + generator behind one object.
+
+    from rag_vqa import RagVQA
+    pipe = RagVQA.from_pretrained(retriever="aimagelab/ReT-CLIP-ViT-L-14",
+                                  generator="llava-hf/llava-1.5-7b-hf", index="index/")
+    answer = pipe.answer("photo.jpg", "When was this building completed?", k=5)
+    answer.answer, answer.evidence[0].title, answer.timings
+
+Models load lazily, once, and are shared by every call (and by the demo's users).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator import QAItem
+from retriever.images import ImageInput, load_image
+
+from .components import Components
+from .config import RagConfig, load_config
+
+__all__ = ["RagVQA", "Answer", "Evidence", "StreamingAnswer", "TINY_NOTE"]
+
+TINY_NOTE = ("answered by UNTRAINED tiny models (offline smoke run): the answer and the "
+             "evidence ranking are meaningless")
+
+
+@dataclass
+class Evidence:
+    """One retrieved passage, as shown to the user and given to the generator."""
+
+    rank: int
+    passage_id: str
+    score: float
+    text: str
+    title: str | None = None
+    section: str | None = None
+    article_id: str | None = None
+    url: str | None = None
+    image: str | None = None            # the KB's image reference
+    image_path: str | None = None       # the resolved file, when it exists
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    raw: str
+    prompt: str
+    evidence: list[Evidence]
+    used_passages: list[str] = field(default_factory=list)   # evidence the prompt could hold
+    timings: dict[str, float] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StreamingAnswer:
+    """Evidence at once, then the answer text piece by piece; ``result`` when done."""
+
+    def __init__(self, evidence: list[Evidence], pieces: Iterator[str], finish) -> None:
+        self.evidence = evidence
+        self._pieces = pieces
+        self._finish = finish
+        self.result: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._pieces
+        self.result = self._finish()
+
+
+class RagVQA:
+    def __init__(self, config: RagConfig, **preloaded: Any) -> None:
+        """``preloaded``: components already in memory (retriever=LoadedRetriever,
+        generator=Generator, index=MultiVectorIndex, store=PassageStore) to share."""
+        self.config = config
+        self.components = Components(config, **preloaded)
+
+    @classmethod
+    def from_config(cls, source: str | os.PathLike | Mapping[str, Any] | None = None,
+                    **overrides: Any) -> "RagVQA":
+        return cls(load_config(source, **overrides))
+
+    @classmethod
+    def from_pretrained(cls, retriever: str | None = None, generator: str | None = None,
+                        index: str | os.PathLike | None = None, *, kb: str | None = None,
+                        profile: str = "default", **options: Any) -> "RagVQA":
+        """Build from model ids and an index folder; ``options`` are top-level config fields
+        (``k``) or sections (``generator={"max_new_tokens": 16}``)."""
+        overrides: dict[str, Any] = {"profile": profile, **options}
+        if retriever:
+            overrides.setdefault("retriever", {})["model"] = retriever
+        if generator:
+            overrides.setdefault("generator", {})["model"] = generator
+        if index is not None:
+            overrides.setdefault("index", {})["path"] = str(index)
+        if kb is not None:
+            overrides.setdefault("index", {})["kb"] = str(kb)
+        return cls(load_config(None, **overrides))
+
+    def check(self) -> "RagVQA":
+        """Load everything now and verify the index matches the retriever (fail fast)."""
+        self.components.load_all()
+        return self
+
+    # -- retrieval ----------------------------------------------------------------------------
+    def _evidence(self, hits) -> list[Evidence]:
+        store = self.components.store
+        passages = store.get_many([h.doc_id for h in hits])
+        out = []
+        for rank, (hit, p) in enumerate(zip(hits, passages), start=1):
+            path = store.resolve_image(p) if p.image else None
+            out.append(Evidence(rank, p.passage_id, round(hit.score, 4), p.text, p.title,
+                                p.section, p.article_id, p.url, p.image,
+                                str(path) if path else None))
+        return out
+
+    def _retrieve_many(self, images: Sequence[Any], questions: Sequence[str], k: int
+                       ) -> tuple[list[list[Evidence]], dict[str, float]]:
+        index = self.components.index  # first: a missing index fails before any model loads
+        retriever = self.components.retriever.model
+        t0 = time.perf_counter()
+        features = retriever.encode_queries(list(questions), list(images),
+                                            batch_size=self.config.retriever.batch_size,
+                                            instruction=self.config.retriever.instruction)
+        t1 = time.perf_counter()
+        hits = index.search(features, k=k, **self.config.index.search)
+        t2 = time.perf_counter()
+        evidence = [self._evidence(h) for h in hits]
+        t3 = time.perf_counter()
+        n = max(1, len(questions))
+        return evidence, {"encode_query": (t1 - t0) / n, "search": (t2 - t1) / n,
+                          "fetch": (t3 - t2) / n}
+
+    @staticmethod
+    def _image(image: ImageInput):
+        if image is None:
+            return None
+        return load_image(image, label=None if isinstance(image, (str, os.PathLike)) else
+                          "the uploaded image")
+
+    def retrieve(self, image: ImageInput, question: str, k: int | None = None
+                 ) -> list[Evidence]:
+        """The top-k passages for an image and a question (no generation)."""
+        evidence, _ = self._retrieve_many([self._image(image)], [_question(question)],
+                                          k or self.config.k)
+        return evidence[0]
+
+    # -- answering -----------------------------------------------------------------------------
+    def _models(self) -> dict[str, str]:
+        return {"retriever": self.components.retriever.name,
+                "generator": self.config.generator.model}
+
+    def answer(self, image: ImageInput, question: str, k: int | None = None,
+               max_new_tokens: int | None = None) -> Answer:
+        return self.answer_batch([(image, question)], k=k, max_new_tokens=max_new_tokens)[0]
+
+    def answer_batch(self, items: Sequence[tuple[ImageInput, str]], batch_size: int | None = None,
+                     k: int | None = None, max_new_tokens: int | None = None) -> list[Answer]:
+        """Answers in input order for (image, question) pairs, retrieval batched."""
+        start = time.perf_counter()
+        images = [self._image(image) for image, _ in items]
+        questions = [_question(q) for _, q in items]
+        evidence, timings = self._retrieve_many(images, questions, k or self.config.k)
+        generator = self.components.generator
+        t0 = time.perf_counter()
+        outputs = generator.answer_batch(
+            [QAItem(q, image, ev) for q, image, ev in zip(questions, images, evidence)],
+            batch_size=batch_size, max_new_tokens=max_new_tokens)
+        generate = (time.perf_counter() - t0) / max(1, len(items))
+        total = (time.perf_counter() - start) / max(1, len(items))
+        note = TINY_NOTE if self.config.is_tiny else ""
+        return [Answer(q, out.answer, out.raw, out.prompt, ev, list(out.passage_ids),
+                       {**timings, "generate": generate, "total": total}, self._models(), note,
+                       out.error)
+                for q, ev, out in zip(questions, evidence, outputs)]
+
+    def stream(self, image: ImageInput, question: str, k: int | None = None,
+               max_new_tokens: int | None = None) -> StreamingAnswer:
+        """Retrieval first (``evidence`` is ready at once), then the answer as it is written."""
+        start = time.perf_counter()
+        image, question = self._image(image), _question(question)
+        evidence, timings = self._retrieve_many([image], [question], k or self.config.k)
+        t0 = time.perf_counter()
+        stream = self.components.generator.stream(question, image, evidence[0],
+                                                  max_new_tokens=max_new_tokens)
+
+        def finish() -> Answer:
+            out = stream.result
+            now = time.perf_counter()
+            return Answer(question, out.answer, out.raw, out.prompt, evidence[0],
+                          list(out.passage_ids),
+                          {**timings, "generate": now - t0, "total": now - start},
+                          self._models(), TINY_NOTE if self.config.is_tiny else "", out.error)
+
+        return StreamingAnswer(evidence[0], iter(stream), finish)
+
+    @property
+    def image_roots(self) -> list[Path]:
+        """Folders the evidence images come from (the demo may serve files from these only)."""
+        root = self.components.store.image_root
+        return [root] if root else []
+
+
+def _question(question: str) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("the question is empty")
+    return question.strip()
