@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_pipeline_commands(commands)
     register_kb_commands(commands)
     register_index_commands(commands)
+    from eval.cli import register as register_eval_commands  # the CLI is a face over eval too
+
+    register_eval_commands(commands)
     return parser
 
 

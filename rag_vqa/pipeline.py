@@ -123,14 +123,17 @@ class RagVQA:
                                 str(path) if path else None))
         return out
 
-    def _retrieve_many(self, images: Sequence[Any], questions: Sequence[str], k: int
+    def _retrieve_many(self, images: Sequence[Any], questions: Sequence[str], k: int,
+                       instructions: Sequence[str | None] | None = None
                        ) -> tuple[list[list[Evidence]], dict[str, float]]:
         index = self.components.index  # first: a missing index fails before any model loads
         retriever = self.components.retriever.model
+        default = self.config.retriever.instruction
+        instructions = instructions or [None] * len(questions)
+        texts = [_query_text(ins or default, q) for ins, q in zip(instructions, questions)]
         t0 = time.perf_counter()
-        features = retriever.encode_queries(list(questions), list(images),
-                                            batch_size=self.config.retriever.batch_size,
-                                            instruction=self.config.retriever.instruction)
+        features = retriever.encode_queries(texts, list(images),
+                                            batch_size=self.config.retriever.batch_size)
         t1 = time.perf_counter()
         hits = index.search(features, k=k, **self.config.index.search)
         t2 = time.perf_counter()
@@ -150,9 +153,19 @@ class RagVQA:
     def retrieve(self, image: ImageInput, question: str, k: int | None = None
                  ) -> list[Evidence]:
         """The top-k passages for an image and a question (no generation)."""
-        evidence, _ = self._retrieve_many([self._image(image)], [_question(question)],
-                                          k or self.config.k)
-        return evidence[0]
+        return self.retrieve_batch([(image, question)], k)[0]
+
+    def retrieve_batch(self, items: Sequence[tuple[ImageInput, str]], k: int | None = None,
+                       instructions: Sequence[str | None] | None = None
+                       ) -> list[list[Evidence]]:
+        """Evidence for many (image, question) pairs; ``instructions`` replace the configured
+        query instruction per item (ReT-M2KR data carries one per example)."""
+        instructions = list(instructions) if instructions else [None] * len(items)
+        questions = [_question(q, allow_empty=bool(ins)) for (_, q), ins in zip(items,
+                                                                               instructions)]
+        evidence, _ = self._retrieve_many([self._image(image) for image, _ in items], questions,
+                                          k or self.config.k, instructions)
+        return evidence
 
     # -- answering -----------------------------------------------------------------------------
     def _models(self) -> dict[str, str]:
@@ -164,12 +177,14 @@ class RagVQA:
         return self.answer_batch([(image, question)], k=k, max_new_tokens=max_new_tokens)[0]
 
     def answer_batch(self, items: Sequence[tuple[ImageInput, str]], batch_size: int | None = None,
-                     k: int | None = None, max_new_tokens: int | None = None) -> list[Answer]:
+                     k: int | None = None, max_new_tokens: int | None = None,
+                     instructions: Sequence[str | None] | None = None) -> list[Answer]:
         """Answers in input order for (image, question) pairs, retrieval batched."""
         start = time.perf_counter()
         images = [self._image(image) for image, _ in items]
         questions = [_question(q) for _, q in items]
-        evidence, timings = self._retrieve_many(images, questions, k or self.config.k)
+        evidence, timings = self._retrieve_many(images, questions, k or self.config.k,
+                                                instructions)
         generator = self.components.generator
         t0 = time.perf_counter()
         outputs = generator.answer_batch(
@@ -210,7 +225,18 @@ class RagVQA:
         return [root] if root else []
 
 
-def _question(question: str) -> str:
-    if not isinstance(question, str) or not question.strip():
+def _query_text(instruction: str | None, question: str) -> str:
+    """instruction + " " + question, as ReT was trained (spec section 5)."""
+    if not question:
+        return instruction or ""
+    return f"{instruction} {question}" if instruction else question
+
+
+def _question(question: str | None, allow_empty: bool = False) -> str:
+    """The stripped question; empty only where an instruction alone makes the query (retrieval
+    of image-only ReT-M2KR queries)."""
+    if question is None and allow_empty:
+        return ""
+    if not isinstance(question, str) or (not question.strip() and not allow_empty):
         raise ValueError("the question is empty")
     return question.strip()

@@ -1,0 +1,94 @@
+"""``rag-vqa eval``: ``score`` (official scorers), ``run`` (the pipeline over a dataset) and
+``report`` (numbers, tables and plots of a run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .datasets import DATASETS
+
+__all__ = ["register"]
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--shard must look like 0/4, got {text!r}") from exc
+    return index, count
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    group = commands.add_parser("eval", help="score predictions, run and report evaluations")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    from .score_cli import register as register_score
+
+    register_score(actions)
+
+    run = actions.add_parser(
+        "run", help="run the pipeline over a dataset (resumable) and write a report",
+        description="Retrieve (and answer) every question of a dataset, appending to "
+                    "OUT/predictions.jsonl as it goes; a restart resumes where it stopped.")
+    run.add_argument("--dataset", choices=DATASETS, required=True)
+    run.add_argument("--questions", required=True, help="question file (JSONL or E-VQA CSV)")
+    run.add_argument("--images", required=True, help="image root")
+    run.add_argument("--index", help="index folder (else the config's)")
+    run.add_argument("--config", help="pipeline TOML configuration")
+    run.add_argument("--out", required=True, help="run folder")
+    run.add_argument("--retrieval-only", action="store_true", help="retrieve, do not answer")
+    run.add_argument("--limit", type=int, help="only the first N questions (of this shard)")
+    run.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: every n-th question "
+                                                                   "from the i-th (0-based)")
+    run.add_argument("--k", type=int, help="passages per question (default: the config's)")
+    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument("--qtypes", help="InfoSeek question-type file (infoseek_val_qtype.jsonl)")
+    run.add_argument("--withkb", help="InfoSeek entity file (infoseek_val_withkb.jsonl)")
+    run.add_argument("--image-map", help="JSON {image id: path relative to --images}")
+    run.add_argument("--bem", nargs="?", const="kortukov/answer-equivalence-bem",
+                     help="E-VQA: also score with BEM in the report (model id)")
+    run.add_argument("--json", action="store_true", help="print the report summary as JSON")
+    run.set_defaults(handler=_cmd_run)
+
+    report = actions.add_parser("report", help="(re)write report.json, report.md and plots")
+    report.add_argument("run_dir")
+    report.add_argument("--bem", nargs="?", const="kortukov/answer-equivalence-bem",
+                        help="E-VQA: also score with BEM (model id)")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(handler=_cmd_report)
+
+
+def _print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report["summary"], indent=2))
+        return
+    from .report import summary_lines
+
+    print("\n".join(summary_lines(report)))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .report import write_report
+    from .runner import RunSpec, run_eval
+
+    if args.limit is not None and args.limit < 0:
+        raise ValueError("--limit must be >= 0")
+    spec = RunSpec(dataset=args.dataset, questions=args.questions, images=args.images,
+                   out=args.out, index=args.index, config=args.config,
+                   retrieval_only=args.retrieval_only, limit=args.limit, shard=args.shard,
+                   k=args.k, batch_size=args.batch_size, qtypes=args.qtypes, withkb=args.withkb,
+                   image_map=args.image_map)
+    summary = run_eval(spec)
+    if not args.json:
+        print(f"{summary.selected} questions: {summary.already_done} already done, "
+              f"{summary.answered} answered now, {summary.failed} failed "
+              f"({summary.seconds:.1f}s) -> {summary.out}")
+    _print_report(write_report(args.out, bem=args.bem), args.json)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    _print_report(write_report(args.run_dir, bem=args.bem), args.json)
+    return 0
