@@ -7,12 +7,13 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rag_vqa.kb.imagerefs import resolve_image
+
+from .metrics.common import read_jsonl
 
 __all__ = ["EvalQuestion", "DatasetError", "DATASETS", "load_questions", "ImageLocator"]
 
@@ -37,20 +38,6 @@ class EvalQuestion:
     gold_articles: list[str] = field(default_factory=list)   # Wikidata QIDs / Wikipedia URLs
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{number}: expected a JSON object")
-            yield number, row
-
-
 def _need(row: dict[str, Any], key: str, where: str) -> Any:
     if key not in row or row[key] is None:
         raise DatasetError(f"{where}: missing field {key!r}")
@@ -58,12 +45,12 @@ def _need(row: dict[str, Any], key: str, where: str) -> Any:
 
 
 def _infoseek(path: Path, qtypes: Path | None, withkb: Path | None) -> list[EvalQuestion]:
-    types = {str(r["data_id"]): r.get("question_type") for _, r in _jsonl(qtypes)} if qtypes \
+    types = {str(r["data_id"]): r.get("question_type") for _, r in read_jsonl(qtypes)} if qtypes \
         else {}
-    entities = {str(r["data_id"]): r.get("entity_id") for _, r in _jsonl(withkb)} if withkb \
+    entities = {str(r["data_id"]): r.get("entity_id") for _, r in read_jsonl(withkb)} if withkb \
         else {}
     out = []
-    for number, row in _jsonl(path):
+    for number, row in read_jsonl(path):
         where = f"{path}:{number}"
         data_id = str(_need(row, "data_id", where))
         entity = row.get("entity_id") or entities.get(data_id)
@@ -95,9 +82,9 @@ def _evqa(path: Path) -> list[EvalQuestion]:
     return out
 
 
-def _ret_jsonl(path: Path) -> list[EvalQuestion]:
+def _retread_jsonl(path: Path) -> list[EvalQuestion]:
     out = []
-    for number, row in _jsonl(path):
+    for number, row in read_jsonl(path):
         where = f"{path}:{number}"
         positives = row.get("passage_id")
         positives = positives if isinstance(positives, list) else (
@@ -124,7 +111,7 @@ def load_questions(dataset: str, path: str | Path, *, qtypes: str | Path | None 
     if dataset == "evqa":
         return _evqa(path)
     if dataset == "ret-jsonl":
-        return _ret_jsonl(path)
+        return _retread_jsonl(path)
     raise DatasetError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
 
 

@@ -38,7 +38,7 @@ def test_ret_jsonl_queries():
 def test_malformed_files_are_named(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"data_id": "a", "question": "q", "image_id": "x"}\nnot json\n')
-    with pytest.raises(DatasetError, match=r"bad.jsonl:2: invalid JSON"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not valid JSON"):
         load_questions("infoseek", bad)
     missing = tmp_path / "missing.jsonl"
     missing.write_text(json.dumps({"data_id": "a", "image_id": "x"}) + "\n")
