@@ -82,7 +82,7 @@ def _evqa(path: Path) -> list[EvalQuestion]:
     return out
 
 
-def _retread_jsonl(path: Path) -> list[EvalQuestion]:
+def _ret_jsonl(path: Path) -> list[EvalQuestion]:
     out = []
     for number, row in read_jsonl(path):
         where = f"{path}:{number}"
@@ -111,7 +111,7 @@ def load_questions(dataset: str, path: str | Path, *, qtypes: str | Path | None 
     if dataset == "evqa":
         return _evqa(path)
     if dataset == "ret-jsonl":
-        return _retread_jsonl(path)
+        return _ret_jsonl(path)
     raise DatasetError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
 
 
