@@ -16,6 +16,7 @@ from retriever import CheckpointError, ConfigError, ImageLoadError, ProcessorLoa
 
 from . import __version__
 from .cli_pipeline import register as register_pipeline_commands
+from .cli_train import register as register_train_commands
 from .indexing.cli import register as register_index_commands
 from .kb.cli import register as register_kb_commands
 from .loading import DEFAULT_RETRIEVER, load_retriever
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_pipeline_commands(commands)
     register_kb_commands(commands)
     register_index_commands(commands)
+    register_train_commands(commands)
     from eval.cli import register as register_eval_commands  # the CLI is a face over eval too
 
     register_eval_commands(commands)

@@ -25,7 +25,7 @@ from .checkpoint import (
 from .configuration_ret import ConfigError, ReTRetrieverConfig
 from .encoding import encode_items
 from .images import ImageInput
-from .modeling_ret import ReTEncoder, present_rows, run_backbones
+from .modeling_ret import BackboneStates, ReTEncoder, present_rows, run_backbones
 from .processing_ret import ReTInputs, ReTProcessor
 from .runtime import resolve_device, resolve_dtype
 
@@ -209,11 +209,18 @@ class ReTRetriever(nn.Module):
 
     # -- tensors in, features out --------------------------------------------------------------
     def forward(self, query: ReTInputs | Mapping[str, torch.Tensor],
-                passage: ReTInputs | Mapping[str, torch.Tensor]) -> RetrieverOutput:
+                passage: ReTInputs | Mapping[str, torch.Tensor],
+                query_states: BackboneStates | None = None,
+                passage_states: BackboneStates | None = None) -> RetrieverOutput:
         """Features of a query batch and a passage batch. With shared backbones, both batches go
-        through each backbone in one pass."""
+        through each backbone in one pass. Precomputed backbone states (training with cached
+        features) skip the backbones."""
         q = query if isinstance(query, ReTInputs) else ReTInputs(**query)
         p = passage if isinstance(passage, ReTInputs) else ReTInputs(**passage)
+        if query_states is not None and passage_states is not None:
+            return RetrieverOutput(
+                self.query_encoder.head(query_states, q.text_mask, q.image_mask),
+                self.document_encoder.head(passage_states, p.text_mask, p.image_mask))
         if not self.shares_backbones:
             return RetrieverOutput(self.query_encoder(**q.as_kwargs()),
                                    self.document_encoder(**p.as_kwargs()))

@@ -58,6 +58,25 @@ class ReTInputs:
     def as_kwargs(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def rows(self, index: Sequence[int] | torch.Tensor) -> "ReTInputs":
+        """A sub-batch (text padding beyond the sub-batch's longest text is kept: harmless)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return ReTInputs(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    @staticmethod
+    def concat(parts: Sequence["ReTInputs"]) -> "ReTInputs":
+        """One batch from several, text padded to the longest (padding never changes results)."""
+        width = max(p.input_ids.shape[1] for p in parts)
+
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=0)
+
+        return ReTInputs(torch.cat([p.pixel_values for p in parts]),
+                         torch.cat([pad(p.input_ids) for p in parts]),
+                         torch.cat([pad(p.attention_mask) for p in parts]),
+                         torch.cat([p.text_mask for p in parts]),
+                         torch.cat([p.image_mask for p in parts]))
+
 
 def _has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in _TOKENIZER_FILES)

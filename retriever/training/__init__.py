@@ -1,0 +1,14 @@
+"""Training and fine-tuning ReT (the authors released no training code).
+
+    from retriever.training import ReTTrainer, TrainConfig, JsonlPassages, load_train_queries
+"""
+
+from .config import TrainConfig
+from .data import (JsonlPassages, PassageLookup, ReTCollator, RetrievalPairs, TrainPassage,
+                   TrainQuery, TrainingDataError, load_train_queries)
+from .trainer import ReTTrainer, TrainResult, latest_checkpoint
+from .validation import recall_at_k
+
+__all__ = ["JsonlPassages", "PassageLookup", "ReTCollator", "ReTTrainer", "RetrievalPairs",
+           "TrainConfig", "TrainPassage", "TrainQuery", "TrainResult", "TrainingDataError",
+           "latest_checkpoint", "load_train_queries", "recall_at_k"]
