@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import platform
 import resource
 import time
 
 import numpy as np
+from _fresh import run_fresh
 
 
 def make_documents(n: int, seed: int = 0):
@@ -92,18 +92,6 @@ def _worker(config_name: str, batch_size: int, n_docs: int, mode: str, threads: 
                "rss_after_load_mb": rss_model})
 
 
-def run_one(config_name: str, batch_size: int, n_docs: int, mode: str, threads: int,
-            dtype: str) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_worker,
-                       args=(config_name, batch_size, n_docs, mode, threads, dtype, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="tiny,mid")
@@ -122,7 +110,8 @@ def main() -> None:
         for dtype in args.dtypes.split(","):
             for batch in (int(b) for b in args.batch_sizes.split(",")):
                 for mode in modes:
-                    rows.append(run_one(config_name, batch, n_docs, mode, args.threads, dtype))
+                    rows.append(run_fresh(_worker, config_name, batch, n_docs, mode,
+                                          args.threads, dtype))
                     r = rows[-1]
                     print(f"  done {config_name} {dtype} batch={batch} {mode}: "
                           f"{r['docs_per_s']:.2f} docs/s", flush=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
 import resource
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _fresh import run_fresh
 
 
 def _rss_mb() -> float:
@@ -112,16 +112,6 @@ def fast_plaid_job(docs: str, queries: str, out: str, num_queries: int, threads:
                "search_peak_rss_mb": _rss_mb(), "build_peak_rss_mb": _rss_mb()})
 
 
-def run(target, *args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def quality(ranked: list[list[int]], exact: list[list[int]], targets: np.ndarray | None
             ) -> tuple[float, float | None]:
     recall = float(np.mean([len(set(r[:10]) & set(e[:10])) / max(1, len(e[:10]))
@@ -161,9 +151,9 @@ def main() -> None:
     for method in args.methods.split(","):
         out = str(work / f"index-{method}")
         print(f"building {method} ...", flush=True)
-        rows[method] = run(build_job, method, args.docs, out, args.nbits, args.threads)
+        rows[method] = run_fresh(build_job, method, args.docs, out, args.nbits, args.threads)
         print(f"searching {method} ...", flush=True)
-        rows[method].update(run(search_job, method, out, args.queries, args.num_queries,
+        rows[method].update(run_fresh(search_job, method, out, args.queries, args.num_queries,
                                 args.exact_timed, args.threads, args.k, args.warmup,
                                 args.exact_batch))
         if not args.keep:
@@ -171,7 +161,7 @@ def main() -> None:
     try:
         import fast_plaid  # noqa: F401
         print("building and searching fast-plaid ...", flush=True)
-        rows["fast-plaid"] = run(fast_plaid_job, args.docs, args.queries,
+        rows["fast-plaid"] = run_fresh(fast_plaid_job, args.docs, args.queries,
                                  str(work / "index-fast-plaid"), args.num_queries, args.threads,
                                  args.k)
     except ImportError:

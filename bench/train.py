@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import platform
 import resource
 import tempfile
 import time
+
+from _fresh import run_fresh
 
 
 def _worker(config_name: str, cache: bool, batch_size: int, epochs: int, threads: int,
@@ -67,16 +68,6 @@ def _worker(config_name: str, cache: bool, batch_size: int, epochs: int, threads
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
-def run_one(*args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="tiny,mid")
@@ -92,7 +83,7 @@ def main() -> None:
         batch = args.batch_size or (32 if name == "tiny" else 8)
         epochs = args.epochs or (4 if name == "tiny" else 3)
         for cache in (False, True):
-            rows.append(run_one(name, cache, batch, max(2, epochs), args.threads))
+            rows.append(run_fresh(_worker, name, cache, batch, max(2, epochs), args.threads))
             print(f"  done {name} cache={cache}: {rows[-1]['steps_per_s']:.3f} steps/s",
                   flush=True)
     print(f"\nReTTrainer on {platform.processor() or platform.machine()}, {args.threads} threads, "

@@ -18,7 +18,8 @@ from typing import Any
 
 from retriever import ReTRetriever
 from retriever.training import (JsonlPassages, ReTTrainer, TrainConfig, TrainingDataError,
-                                TrainPassage, TrainResult, latest_checkpoint, load_train_queries)
+                                TrainPassage, TrainResult, latest_checkpoint, load_train_queries,
+                                read_jsonl_rows)
 
 from .kb.manifest import MANIFEST_NAME
 from .kb.store import PassageStore
@@ -68,23 +69,17 @@ def load_hard_negatives(path: str | Path, top: int | None = None) -> dict[str, l
     ``rag-vqa eval run --retrieval-only``: mining with our own index). ``top`` keeps the first
     ids of each list (positives are removed later, when the queries are read)."""
     out: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                data_id = str(row["data_id"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise TrainingDataError(f"{path}:{number}: a hard-negative line needs data_id "
-                                        f"({exc})") from exc
-            if "hard_negatives" in row:
-                ids = [str(i) for i in row["hard_negatives"]]
-            elif "retrieved" in row:
-                ids = [str(r["passage_id"]) for r in row["retrieved"]]
-            else:
-                raise TrainingDataError(f"{path}:{number}: needs 'hard_negatives' or 'retrieved'")
-            out.setdefault(data_id, []).extend(ids[:top] if top else ids)
+    for where, row in read_jsonl_rows(path):
+        if row.get("data_id") in (None, ""):
+            raise TrainingDataError(f"{where}: a hard-negative line needs data_id")
+        data_id = str(row["data_id"])
+        if "hard_negatives" in row:
+            ids = [str(i) for i in row["hard_negatives"]]
+        elif "retrieved" in row:
+            ids = [str(r["passage_id"]) for r in row["retrieved"]]
+        else:
+            raise TrainingDataError(f"{where}: needs 'hard_negatives' or 'retrieved'")
+        out.setdefault(data_id, []).extend(ids[:top] if top else ids)
     return out
 
 

@@ -5,10 +5,10 @@
 
 from .config import TrainConfig
 from .data import (JsonlPassages, PassageLookup, ReTCollator, RetrievalPairs, TrainPassage,
-                   TrainQuery, TrainingDataError, load_train_queries)
+                   TrainQuery, TrainingDataError, load_train_queries, read_jsonl_rows)
 from .trainer import ReTTrainer, TrainResult, latest_checkpoint
 from .validation import recall_at_k
 
 __all__ = ["JsonlPassages", "PassageLookup", "ReTCollator", "ReTTrainer", "RetrievalPairs",
            "TrainConfig", "TrainPassage", "TrainQuery", "TrainResult", "TrainingDataError",
-           "latest_checkpoint", "load_train_queries", "recall_at_k"]
+           "latest_checkpoint", "load_train_queries", "read_jsonl_rows", "recall_at_k"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +20,8 @@ from ..losses import label_ids
 from ..processing_ret import ReTInputs, ReTProcessor
 
 __all__ = ["TrainPassage", "TrainQuery", "PassageLookup", "JsonlPassages", "RetrievalPairs",
-           "ReTCollator", "TrainBatch", "load_train_queries", "TrainingDataError"]
+           "ReTCollator", "TrainBatch", "load_train_queries", "read_jsonl_rows",
+           "TrainingDataError"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,24 +62,34 @@ def _resolve(root: Path | None, ref: str | None) -> Path | None:
     return (root / path) if root else path
 
 
+def read_jsonl_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``("file:line", object)`` for every non-blank line; bad JSON names its line."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TrainingDataError(f"{where}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise TrainingDataError(f"{where}: expected a JSON object")
+            yield where, row
+
+
 class JsonlPassages:
     """ReT JSONL passages (passage_id, passage_text, passage_image_path) held in memory."""
 
     def __init__(self, path: str | Path, image_root: str | Path | None = None) -> None:
         root = Path(image_root) if image_root else None
         self._passages: dict[str, TrainPassage] = {}
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    pid = str(row["passage_id"])
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise TrainingDataError(f"{path}:{number}: a passage needs passage_id "
-                                            f"({exc})") from exc
-                self._passages[pid] = TrainPassage(pid, row.get("passage_text") or "",
-                                                   _resolve(root, row.get("passage_image_path")))
+        for where, row in read_jsonl_rows(path):
+            if row.get("passage_id") in (None, ""):
+                raise TrainingDataError(f"{where}: missing field 'passage_id'")
+            pid = str(row["passage_id"])
+            self._passages[pid] = TrainPassage(pid, row.get("passage_text") or "",
+                                               _resolve(root, row.get("passage_image_path")))
 
     def __len__(self) -> int:
         return len(self._passages)
@@ -99,30 +110,21 @@ def load_train_queries(path: str | Path, image_root: str | Path | None = None,
     """ReT JSONL queries; hard negatives from the line's ``hard_negatives`` field and/or a map."""
     root = Path(image_root) if image_root else None
     out = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrainingDataError(f"{where}: invalid JSON ({exc.msg})") from exc
-            for key in ("data_id", "passage_id"):
-                if row.get(key) in (None, "", []):
-                    raise TrainingDataError(f"{where}: missing field {key!r}")
-            positives = row["passage_id"]
-            positives = [str(p) for p in (positives if isinstance(positives, list) else
-                                          [positives])]
-            data_id = str(row["data_id"])
-            instruction, question = row.get("instruction") or "", row.get("question") or ""
-            text = f"{instruction} {question}".strip() if question else instruction
-            negatives = [str(n) for n in row.get("hard_negatives") or []]
-            negatives += [str(n) for n in (hard_negatives or {}).get(data_id, [])]
-            # mined lists often contain the positives themselves: never train against them
-            negatives = [n for n in dict.fromkeys(negatives) if n not in positives]
-            out.append(TrainQuery(data_id, text, _resolve(root, row.get("image_path")),
-                                  positives, negatives, row.get("entity_id") or positives[0]))
+    for where, row in read_jsonl_rows(path):
+        for key in ("data_id", "passage_id"):
+            if row.get(key) in (None, "", []):
+                raise TrainingDataError(f"{where}: missing field {key!r}")
+        positives = row["passage_id"]
+        positives = [str(p) for p in (positives if isinstance(positives, list) else [positives])]
+        data_id = str(row["data_id"])
+        instruction, question = row.get("instruction") or "", row.get("question") or ""
+        text = f"{instruction} {question}".strip() if question else instruction
+        negatives = [str(n) for n in row.get("hard_negatives") or []]
+        negatives += [str(n) for n in (hard_negatives or {}).get(data_id, [])]
+        # mined lists often contain the positives themselves: never train against them
+        negatives = [n for n in dict.fromkeys(negatives) if n not in positives]
+        out.append(TrainQuery(data_id, text, _resolve(root, row.get("image_path")),
+                              positives, negatives, row.get("entity_id") or positives[0]))
     return out
 
 
