@@ -311,5 +311,6 @@ class ReTTrainer:
             self.metrics.log(self.step, validation)
         folder = self.save()
         self.metrics.close()
+        self.model.eval()  # ready for inference, as from_pretrained returns it
         return TrainResult(self.step, loss_value, validation, str(folder),
                            round(time.perf_counter() - start, 3))

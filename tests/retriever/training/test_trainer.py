@@ -88,7 +88,13 @@ def test_backbones_stay_frozen_unless_asked(tmp_path, task):
     model = build_tiny_retriever(seed=3)
     frozen = {k: v.clone() for k, v in model.query_encoder.text_model.state_dict().items()}
     cell = model.query_encoder.ret_cell.query_hidden_states.detach().clone()
-    ReTTrainer(model, config(tmp_path / "a", max_steps=3), train, passages).train()
+    trainer = ReTTrainer(model, config(tmp_path / "a", max_steps=3), train, passages)
+    model.train()  # what the loop does: frozen backbones stay in eval mode (no dropout)
+    assert model.query_encoder.ret_cell.training
+    assert not model.query_encoder.text_model.training
+    assert not model.document_encoder.vision_model.training
+    trainer.train()
+    assert not model.training  # handed back ready for inference
     assert all(torch.equal(frozen[k], v)
                for k, v in model.query_encoder.text_model.state_dict().items())
     assert not torch.equal(cell, model.query_encoder.ret_cell.query_hidden_states)
@@ -126,3 +132,13 @@ def test_bad_configuration_and_data(tmp_path, task):
     train, passages, _, _ = task
     with pytest.raises(ValueError, match="cannot fill one batch"):
         ReTTrainer(build_tiny_retriever(), config(tmp_path, batch_size=4096), train, passages)
+
+
+def test_gradient_accumulation_consumes_micro_batches_per_step(tmp_path, task):
+    train, passages, _, _ = task
+    trainer = ReTTrainer(build_tiny_retriever(seed=5),
+                         config(tmp_path, max_steps=3, batch_size=8, grad_accumulation=2),
+                         train, passages)
+    result = trainer.train()
+    assert result.steps == 3 and trainer.position == 6
+    assert trainer.scheduler.last_epoch == 3  # one scheduler step per optimiser step
