@@ -282,6 +282,12 @@ class ReTTrainer:
                 self.accelerator.backward(loss * scale)
                 total += float(loss.detach()) / config.grad_accumulation
                 accuracy += acc / config.grad_accumulation
+            if self.accelerator.num_processes > 1:
+                # the temperature is outside DDP and every process sees its full gradient:
+                # take back the world-size factor applied above
+                for p in self.temperature.parameters():
+                    if p.grad is not None:
+                        p.grad /= self.accelerator.num_processes
             if config.max_grad_norm:
                 self.accelerator.clip_grad_norm_(
                     [p for g in self.optimizer.param_groups for p in g["params"]],

@@ -173,7 +173,7 @@ def test_two_processes_train_like_one_with_the_global_batch(tmp_path, task):
     build_tiny_retriever(seed=7, config=config).save_pretrained(tmp_path / "init")
     common = ["train", "--queries", paths["train"], "--images", paths["images"], "--passages",
               paths["passages"], "--retriever", tmp_path / "init", "--max-steps", "3",
-              "--lr", "1e-3", "--warmup-steps", "1"]
+              "--lr", "1e-3", "--warmup-steps", "1", "--learn-temperature"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node", "2", "-m", "rag_vqa", *map(str, common),
@@ -194,3 +194,5 @@ def test_two_processes_train_like_one_with_the_global_batch(tmp_path, task):
               for run in ("one", "two")]
     assert losses[0]["lr"] == losses[1]["lr"]
     assert abs(losses[0]["loss"] - losses[1]["loss"]) < 1e-5
+    assert losses[0]["temperature"] != 1.0
+    assert abs(losses[0]["temperature"] - losses[1]["temperature"]) < 1e-6
