@@ -44,8 +44,12 @@ class ForwardClock:
         self.total = 0.0
         self.first_end: float | None = None
         self._start = 0.0
-        model.register_forward_pre_hook(self._pre)
-        model.register_forward_hook(self._post)
+        self._hooks = [model.register_forward_pre_hook(self._pre),
+                       model.register_forward_hook(self._post)]
+
+    def close(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
 
     def reset(self) -> None:
         self.total, self.first_end = 0.0, None
@@ -89,6 +93,7 @@ def run(gen, batch_size: int, repeats: int) -> dict:
         forwards.append(clock.total)
         ttfts.append(clock.first_end - start)
         tokens.append(sum(a.generated_tokens for a in answers))
+    clock.close()
     wall, forward = sum(walls), sum(forwards)
     return {"batch": batch_size, "tokens_per_s": sum(tokens) / wall,
             "ttft_ms": 1000 * sorted(ttfts)[len(ttfts) // 2],

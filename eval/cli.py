@@ -7,6 +7,7 @@ import argparse
 import json
 
 from .datasets import DATASETS
+from .metrics.bem import DEFAULT_BEM_MODEL
 
 __all__ = ["register"]
 
@@ -45,14 +46,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--qtypes", help="InfoSeek question-type file (infoseek_val_qtype.jsonl)")
     run.add_argument("--withkb", help="InfoSeek entity file (infoseek_val_withkb.jsonl)")
     run.add_argument("--image-map", help="JSON {image id: path relative to --images}")
-    run.add_argument("--bem", nargs="?", const="kortukov/answer-equivalence-bem",
+    run.add_argument("--bem", nargs="?", const=DEFAULT_BEM_MODEL,
                      help="E-VQA: also score with BEM in the report (model id)")
     run.add_argument("--json", action="store_true", help="print the report summary as JSON")
     run.set_defaults(handler=_cmd_run)
 
     report = actions.add_parser("report", help="(re)write report.json, report.md and plots")
     report.add_argument("run_dir")
-    report.add_argument("--bem", nargs="?", const="kortukov/answer-equivalence-bem",
+    report.add_argument("--bem", nargs="?", const=DEFAULT_BEM_MODEL,
                         help="E-VQA: also score with BEM (model id)")
     report.add_argument("--json", action="store_true")
     report.set_defaults(handler=_cmd_report)

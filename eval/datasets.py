@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,9 +64,9 @@ def _infoseek(path: Path, qtypes: Path | None, withkb: Path | None) -> list[Eval
 
 
 def _evqa(path: Path) -> list[EvalQuestion]:
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     out = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    # utf-8-sig like the scorer's reader (eval.metrics.evqa): a BOM must not hide a column
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         for field_name in ("question", "answer", "question_type", "dataset_image_ids"):
             if field_name not in (reader.fieldnames or []):

@@ -21,7 +21,8 @@ from retriever.index.storage import read_manifest as read_index_manifest
 from .datasets import EvalQuestion, load_questions
 from .metrics import (KS, BEMScorer, load_evqa_references, load_infoseek_references,
                       normalize_answer, score_evqa, score_infoseek, score_retrieval)
-from .runner import PREDICTIONS, RUN_FILE, file_sha256, read_predictions
+from .runner import (PREDICTIONS, RUN_FILE, RunSpec, file_sha256, read_predictions,
+                     select_questions)
 
 __all__ = ["build_report", "write_report", "summary_lines"]
 
@@ -35,11 +36,13 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__}
 
 
-def _dataset_files(spec: dict[str, Any]) -> dict[str, dict[str, str]]:
+def _dataset_files(spec: dict[str, Any], identity: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Paths and checksums of the dataset files (the questions' checksum is the run's own)."""
     files = {}
     for key in ("questions", "qtypes", "withkb"):
         if spec.get(key):
-            files[key] = {"path": str(spec[key]), "sha256": file_sha256(spec[key])}
+            digest = identity.get(f"{key}_sha256") or file_sha256(spec[key])
+            files[key] = {"path": str(spec[key]), "sha256": digest}
     return files
 
 
@@ -112,14 +115,12 @@ def build_report(run_dir: str | Path, bem: str | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
     spec = run["spec"]
-    records = read_predictions(run_dir / PREDICTIONS)
     all_questions = load_questions(spec["dataset"], spec["questions"], qtypes=spec.get("qtypes"),
                                    withkb=spec.get("withkb"))
-    index, count = spec.get("shard") or (0, 1)
-    chosen = [q for i, q in enumerate(all_questions) if i % count == index]
-    if spec.get("limit") is not None:
-        chosen = chosen[: spec["limit"]]
-    questions = {q.data_id: q for q in chosen}
+    questions = {q.data_id: q for q in select_questions(all_questions, RunSpec(**spec))}
+    # a run restarted with a smaller --limit keeps its older records: report this selection
+    records = [r for r in read_predictions(run_dir / PREDICTIONS, repair=False)
+               if r.get("data_id") in questions]
     failed = [r for r in records if r.get("status") == "failed"]
     store = _store_for(run["config"])
     retrieval = _retrieval(questions, records, store)
@@ -134,7 +135,7 @@ def build_report(run_dir: str | Path, bem: str | None = None) -> dict[str, Any]:
         "models": {"retriever": run["config"]["retriever"]["model"],
                    "generator": None if spec.get("retrieval_only")
                    else run["config"]["generator"]["model"]},
-        "versions": _versions(), "dataset_files": _dataset_files(spec),
+        "versions": _versions(), "dataset_files": _dataset_files(spec, run["identity"]),
         "coverage": {"selected": len(questions), "done": len(records), "failed": len(failed),
                      "remaining": len(questions) - len(records)},
         "failures": [{"reason": reason, "count": n} for reason, n in reasons.most_common(10)],

@@ -27,8 +27,8 @@ from retriever.images import load_image
 
 from .datasets import EvalQuestion, ImageLocator, load_questions
 
-__all__ = ["RunSpec", "RunSummary", "run_eval", "read_predictions", "RunMismatchError",
-           "PREDICTIONS", "RUN_FILE", "file_sha256"]
+__all__ = ["RunSpec", "RunSummary", "run_eval", "read_predictions", "select_questions",
+           "RunMismatchError", "PREDICTIONS", "RUN_FILE", "file_sha256"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,16 +82,19 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def read_predictions(path: Path) -> list[dict[str, Any]]:
-    """Records of a predictions file; a torn last line (killed mid-write) is cut off."""
+def read_predictions(path: Path, repair: bool = True) -> list[dict[str, Any]]:
+    """Records of a predictions file. A torn last line (killed mid-write) is ignored and, with
+    ``repair`` (the runner, before it appends), cut off the file; readers of a run that may
+    still be writing (reports) pass ``repair=False``."""
     if not path.exists():
         return []
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         keep = data.rfind(b"\n") + 1
-        logger.warning("%s: dropping a half-written last line", path)
-        with open(path, "r+b") as handle:
-            handle.truncate(keep)
+        if repair:
+            logger.warning("%s: dropping a half-written last line", path)
+            with open(path, "r+b") as handle:
+                handle.truncate(keep)
         data = data[:keep]
     records = []
     for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
@@ -103,7 +106,7 @@ def read_predictions(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _select(questions: list[EvalQuestion], spec: RunSpec) -> list[EvalQuestion]:
+def select_questions(questions: list[EvalQuestion], spec: RunSpec) -> list[EvalQuestion]:
     index, count = spec.shard
     if count < 1 or not 0 <= index < count:
         raise ValueError(f"--shard must be i/n with 0 <= i < n, got {index}/{count}")
@@ -123,9 +126,13 @@ def _prepare_out(spec: RunSpec, pipeline: RagVQA) -> Path:
                              identity[k])
             raise RunMismatchError(f"{out} holds a run with other inputs (differs in: "
                                    f"{', '.join(changed)}); use another --out")
-        return out
-    record = {"identity": identity, "spec": asdict(spec), "config": pipeline.config.to_dict(),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        # a restart may change what does not alter finished records (--limit, batch size):
+        # the report must select what this run now covers
+        record = {**saved, "spec": asdict(spec)}
+    else:
+        record = {"identity": identity, "spec": asdict(spec),
+                  "config": pipeline.config.to_dict(),
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     os.replace(tmp, path)
@@ -180,8 +187,8 @@ def _process(pipeline: RagVQA, spec: RunSpec, batch: list[EvalQuestion],
 def run_eval(spec: RunSpec, pipeline: RagVQA | None = None,
              show_progress: bool | None = None) -> RunSummary:
     """Answer (or only retrieve for) every selected question, appending as it goes."""
-    questions = _select(load_questions(spec.dataset, spec.questions, qtypes=spec.qtypes,
-                                       withkb=spec.withkb), spec)
+    questions = select_questions(load_questions(spec.dataset, spec.questions,
+                                                qtypes=spec.qtypes, withkb=spec.withkb), spec)
     locator = ImageLocator(spec.dataset, spec.images, spec.image_map)
     if pipeline is None:
         overrides = {"index": {"path": spec.index}} if spec.index else {}

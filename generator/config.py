@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .prompts import PromptConfig
@@ -61,6 +61,3 @@ class GeneratorConfig:
         if unknown:
             raise ValueError(f"unknown generator option(s): {unknown}; known: {sorted(known)}")
         return cls(**values)
-
-    def with_overrides(self, **changes: Any) -> "GeneratorConfig":
-        return replace(self, **changes)

@@ -37,7 +37,8 @@ class PreparedItem:
 
 def model_load_kwargs(config: GeneratorConfig) -> tuple[dict[str, Any], torch.device]:
     """from_pretrained keyword arguments for dtype, device placement and quantisation."""
-    device = resolve_device(config.device)
+    # 4/8-bit weights live on the GPU (bitsandbytes): an unset device means "auto" there
+    device = resolve_device(config.device or ("auto" if config.quantization else None))
     if config.dtype is None and device.type == "cuda":
         dtype = torch.bfloat16
     else:
@@ -74,13 +75,23 @@ def load_error(config: GeneratorConfig, exc: Exception) -> GeneratorLoadError:
 class HFGenerator(Generator):
     """Shared machinery; subclasses say how prompts are rendered and inputs are made."""
 
+    @classmethod
+    def from_components(cls, config: GeneratorConfig, model: Any, preprocessor: Any
+                        ) -> "HFGenerator":
+        """Wrap an already loaded model and its processor (image-text models) or tokenizer
+        (text models): used by tests and notebooks."""
+        kwargs, device = model_load_kwargs(config)
+        placed = "device_map" in kwargs or getattr(model, "hf_device_map", None)
+        return cls(config, model if placed else model.to(device), preprocessor, device)
+
     def __init__(self, config: GeneratorConfig, model: Any, tokenizer: Any, device: torch.device,
                  processor: Any = None) -> None:
         super().__init__(config)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.processor = processor
-        self.device = device if not config.device_map else model.device
+        # a model placed by accelerate (device_map, quantisation) says where its inputs go
+        self.device = model.device if getattr(model, "hf_device_map", None) else device
         tokenizer.padding_side = "left"
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -176,7 +187,6 @@ class HFGenerator(Generator):
             except ITEM_ERRORS as exc:
                 results[i] = self._failed(f"{type(exc).__name__}: {exc}")
         # items with and without an image are never mixed in one batch
-        ready.sort(key=lambda pair: (pair[1].image is None, pair[0]))
         groups = [[p for p in ready if p[1].image is not None],
                   [p for p in ready if p[1].image is None]]
         for group in groups:

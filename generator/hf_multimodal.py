@@ -44,14 +44,6 @@ class ImageTextToTextGenerator(HFGenerator):
         self._image_tokens: dict[tuple[int, int], int] = {}
 
     @classmethod
-    def from_components(cls, config: GeneratorConfig, model: Any, processor: Any
-                        ) -> "ImageTextToTextGenerator":
-        """Wrap an already loaded model and processor (used by tests and notebooks)."""
-        _, device = model_load_kwargs(config)
-        return cls(config, model.to(device) if not config.device_map else model, processor,
-                   device)
-
-    @classmethod
     def load(cls, config: GeneratorConfig) -> "ImageTextToTextGenerator":
         kwargs, device = model_load_kwargs(config)
         try:

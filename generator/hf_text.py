@@ -29,13 +29,6 @@ class CausalLMGenerator(HFGenerator):
         super().__init__(config, model, tokenizer, device)
 
     @classmethod
-    def from_components(cls, config: GeneratorConfig, model: Any, tokenizer: Any
-                        ) -> "CausalLMGenerator":
-        _, device = model_load_kwargs(config)
-        return cls(config, model.to(device) if not config.device_map else model, tokenizer,
-                   device)
-
-    @classmethod
     def load(cls, config: GeneratorConfig) -> "CausalLMGenerator":
         kwargs, device = model_load_kwargs(config)
         extra = {"gguf_file": config.gguf_file} if config.gguf_file else {}

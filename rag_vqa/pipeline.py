@@ -11,6 +11,7 @@ Models load lazily, once, and are shared by every call (and by the demo's users)
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,8 +24,11 @@ from retriever.images import ImageInput, load_image
 
 from .components import Components
 from .config import RagConfig, load_config
+from .kb.errors import UnsafeImagePath
 
 __all__ = ["RagVQA", "Answer", "Evidence", "StreamingAnswer", "TINY_NOTE"]
+
+logger = logging.getLogger(__name__)
 
 TINY_NOTE = ("answered by UNTRAINED tiny models (offline smoke run): the answer and the "
              "evidence ranking are meaningless")
@@ -117,7 +121,11 @@ class RagVQA:
         passages = store.get_many([h.doc_id for h in hits])
         out = []
         for rank, (hit, p) in enumerate(zip(hits, passages), start=1):
-            path = store.resolve_image(p) if p.image else None
+            try:
+                path = store.resolve_image(p)
+            except UnsafeImagePath as exc:  # e.g. a link out of the image root: no image shown
+                logger.warning("passage %s: %s", p.passage_id, exc)
+                path = None
             out.append(Evidence(rank, p.passage_id, round(hit.score, 4), p.text, p.title,
                                 p.section, p.article_id, p.url, p.image,
                                 str(path) if path else None))

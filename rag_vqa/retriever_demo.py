@@ -81,12 +81,6 @@ class SampleSearcher:
                  for s, j in zip(values.tolist(), indices.tolist())]
                 for values, indices in zip(top.values, top.indices)]
 
-    def search(self, image: ImageInput, question: str, k: int = 3) -> list[RankedDocument]:
-        return self.rank(self.encode([question], [image]), k)[0]
-
-    def document(self, doc_id: str) -> SamplePassage:
-        return next(d for d in self.documents if d.passage_id == doc_id)
-
 
 def run_retriever_demo(loaded: LoadedRetriever, k: int = 3, batch_size: int = 8) -> DemoReport:
     searcher = SampleSearcher(loaded, batch_size)

@@ -43,7 +43,7 @@ class KBPassages:
         return TrainPassage(passage.passage_id, passage.text, self.store.resolve_image(passage))
 
     def ids(self) -> list[str]:
-        return [p.passage_id for _, p in self.store.iter_rows()]
+        return self.store.ids()
 
     def __len__(self) -> int:
         return len(self.store)

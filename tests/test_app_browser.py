@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,18 +26,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 180) -> None:
+    """Until the app accepts connections on the loopback port it was given."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the app exited early:\n{proc.stdout.read()}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # localhost only
-                if response.status == 200:
-                    return
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                return
         except OSError:
             time.sleep(0.5)
-    raise AssertionError(f"the app did not answer on {url}")
+    raise AssertionError(f"the app did not listen on port {port}")
 
 
 @pytest.fixture()
@@ -72,7 +71,7 @@ def app_url(tmp_path):
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_http(url, proc)
+        wait_listening(port, proc)
         yield url
     finally:
         proc.terminate()

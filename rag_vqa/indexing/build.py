@@ -70,7 +70,7 @@ def build_index(kb_folder: str | Path, retriever: LoadedRetriever, out: str | Pa
         raise FileExistsError(f"{out} already holds a built index; pass --overwrite to rebuild")
     with PassageStore.open(kb_folder) as store:
         total = len(store)
-        doc_ids = [p.passage_id for _, p in store.iter_rows()]
+        doc_ids = store.ids()
     if total == 0:
         raise ValueError(f"knowledge base {kb_folder} has no passages")
     model = retriever.model

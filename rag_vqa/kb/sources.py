@@ -100,15 +100,6 @@ def _pyarrow_parquet() -> Any:
     return pq
 
 
-def parquet_num_rows(path: Path) -> int:
-    pq = _pyarrow_parquet()
-    try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
-        raise KBFormatError(path, "file metadata", None, f"not a readable parquet file ({exc})") \
-            from exc
-
-
 def iter_parquet(path: Path, skip: int = 0) -> Generator[RawRecord, None, int]:
     """Rows of a parquet file as dicts, batch by batch; returns the row count. Whole row groups
     before ``skip`` are not read at all."""

@@ -339,6 +339,10 @@ class PassageStore:
                 found[row] = passage
         return [found[int(r)] for r in rows]
 
+    def ids(self) -> list[str]:
+        """Every passage id in row order (the index's numbering), without decoding passages."""
+        return [row[0] for row in self._query("SELECT passage_id FROM passages ORDER BY row")]
+
     def row_of(self, passage_id: str) -> int:
         found = self._query("SELECT row FROM passages WHERE passage_id = ?", (passage_id,))
         if not found:

@@ -66,8 +66,7 @@ def train_centroids(sample: np.ndarray, num_centroids: int, seed: int = 0,
 class CentroidAssigner:
     """Nearest fine centroid (by inner product) for many vectors, probing ``nprobe`` coarse cells."""
 
-    def __init__(self, centroids: np.ndarray, coarse: np.ndarray, nprobe: int = 4,
-                 threads: int | None = None) -> None:
+    def __init__(self, centroids: np.ndarray, coarse: np.ndarray, nprobe: int = 4) -> None:
         dim = centroids.shape[1]
         quantizer = faiss.IndexFlatIP(dim)
         quantizer.add(np.ascontiguousarray(coarse, dtype=np.float32))
@@ -78,8 +77,6 @@ class CentroidAssigner:
         self._quantizer = quantizer  # keep alive: faiss does not own it
         self._flat = faiss.IndexFlatIP(dim)
         self._flat.add(np.ascontiguousarray(centroids, dtype=np.float32))
-        if threads:
-            faiss.omp_set_num_threads(threads)
 
     def assign(self, vectors: np.ndarray) -> np.ndarray:
         """(n, dim) -> (n,) int64 centroid ids."""

@@ -73,7 +73,9 @@ class ExactEngine:
             segments.append({"embeddings": emb}, info["rows"])
         return cls(segments)
 
-    def add_segment(self, folder: Path, seg: int, embeddings: Any, progress) -> tuple[dict, dict]:
+    def add_segment(self, folder: Path, seg: int, embeddings: Any, progress,
+                    params: dict | None = None) -> tuple[dict, dict]:
+        """Append rows (exact search has no parameters to apply)."""
         files = self.write_segment(folder, seg, embeddings, 4096, progress)
         emb = np.load(folder / f"embeddings-{seg:05d}.npy", mmap_mode="r")
         self.segments.append({"embeddings": emb}, emb.shape[0])

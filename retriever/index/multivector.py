@@ -232,11 +232,8 @@ class MultiVectorIndex:
         seg = len(self.manifest["segments"])
         bar, progress = _progress(n, "adding", show_progress)
         with bar:
-            if isinstance(self.engine, PlaidEngine):
-                files, stats = self.engine.add_segment(self.path, seg, embeddings, progress,
-                                                       self.manifest["params"])
-            else:
-                files, stats = self.engine.add_segment(self.path, seg, embeddings, progress)
+            files, stats = self.engine.add_segment(self.path, seg, embeddings, progress,
+                                                   self.manifest["params"])
         files.update(_ids_files(self.path, seg, self.ids.encode(ids)))
         self.ids.append({name.rsplit("-", 1)[0]: np.load(self.path / name)
                          for name in files if name.startswith("ids")})

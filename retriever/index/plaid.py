@@ -103,7 +103,8 @@ class PlaidEngine:
         sample = np.asarray(embeddings[docs], dtype=np.float32).reshape(-1, dim)
         logger.info("training %d centroids on %d vectors", num_centroids, len(sample))
         centroids, coarse = train_centroids(sample, num_centroids, seed=seed)
-        assigner = CentroidAssigner(centroids, coarse, nprobe=int(params.get("assign_nprobe", 4)))
+        assign_nprobe = int(params.get("assign_nprobe", 4))
+        assigner = CentroidAssigner(centroids, coarse, nprobe=assign_nprobe)
         fit = sample[: min(len(sample), 262144)]
         codec = ResidualCodec.fit(fit - centroids[assigner.assign(fit)], nbits)
         files = {"centroids.npy": write_npy(folder, "centroids.npy", centroids),
@@ -115,7 +116,7 @@ class PlaidEngine:
         seg_files, stats = engine._write_segment(folder, 0, embeddings, params, progress)
         files.update(seg_files)
         used = {"nbits": nbits, "num_centroids": int(len(centroids)), "seed": seed,
-                "sample_size": int(len(sample)),
+                "sample_size": int(len(sample)), "assign_nprobe": assign_nprobe,
                 "keep_float16": bool(params.get("keep_float16", True))}
         return files, used, stats
 
@@ -124,7 +125,9 @@ class PlaidEngine:
         """Assign, quantise and write one segment; returns its files and residual statistics."""
         n, tokens, dim = embeddings.shape
         if self._assigner is None:
-            self._assigner = CentroidAssigner(self.centroids.numpy(), self.coarse)
+            # documents added later are assigned the way the build assigned its own
+            self._assigner = CentroidAssigner(self.centroids.numpy(), self.coarse,
+                                              nprobe=int(params.get("assign_nprobe", 4)))
         chunk = int(params.get("chunk_size", 4096))
         keep16 = bool(params.get("keep_float16", True))
         names = {"codes": f"codes-{seg:05d}.npy", "residuals": f"residuals-{seg:05d}.npy",

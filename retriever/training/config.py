@@ -37,7 +37,8 @@ class TrainConfig:
     report_to: list[str] = field(default_factory=lambda: ["jsonl"])  # + tensorboard, wandb
 
     def __post_init__(self) -> None:
-        positive = ("max_steps", "batch_size", "grad_accumulation", "log_every")
+        positive = ("max_steps", "batch_size", "grad_accumulation", "log_every",
+                    "keep_checkpoints")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be at least 1")

@@ -197,6 +197,7 @@ class TrainBatch:
     negative_labels: torch.Tensor | None = None
     query_ids: list[str] = field(default_factory=list)
     passage_ids: list[str] = field(default_factory=list)
+    negative_ids: list[str] = field(default_factory=list)
 
 
 class ReTCollator:
@@ -223,5 +224,6 @@ class ReTCollator:
         if negatives:
             batch.negatives = self.document_processor([p.text for p, _ in negatives],
                                                       [img for _, img in negatives])
-            batch.negative_labels = label_ids([p.passage_id for p, _ in negatives])
+            batch.negative_ids = [p.passage_id for p, _ in negatives]
+            batch.negative_labels = label_ids(batch.negative_ids)
         return batch

@@ -144,28 +144,24 @@ class ReTTrainer:
 
     # -- one step --------------------------------------------------------------------------------
     def _features(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Query, passage and hard-negative features (negatives ride with the passages)."""
         model = self.accelerator.unwrap_model(self.model)
         device = self.accelerator.device
-        query, passage = batch.query.to(device, None), batch.passage.to(device, None)
-        negatives = batch.negatives.to(device, None) if batch.negatives is not None else None
-        if self.cache is None:
-            documents = passage if negatives is None else type(passage).concat([passage, negatives])
-            out = self.model(query, documents)
-            p = out.passage_features
-            return out.query_features, p[: len(passage)], p[len(passage):] if negatives else None
+        query, documents = batch.query.to(device, None), batch.passage.to(device, None)
         doc_ids = list(batch.passage_ids)
-        documents = passage
-        if negatives is not None:
-            doc_ids += [f"neg:{self.step}:{i}" for i in range(len(negatives))]
-            documents = type(passage).concat([passage, negatives])
-        out = self.model(  # through the (possibly distributed) wrapper, so gradients sync
-            query, documents,
-            query_states=self.cache.states(model.query_encoder, query, batch.query_ids, "query"),
-            passage_states=self.cache.states(model.document_encoder, documents, doc_ids,
-                                             "document"))
-        d = out.passage_features
-        return out.query_features, d[: len(passage)], \
-            d[len(passage):] if negatives is not None else None
+        if batch.negatives is not None:
+            documents = type(documents).concat([documents, batch.negatives.to(device, None)])
+            doc_ids += batch.negative_ids
+        states = {}
+        if self.cache is not None:  # frozen backbones: their states are keyed by item id
+            states = {"query_states": self.cache.states(model.query_encoder, query,
+                                                        batch.query_ids, "query"),
+                      "passage_states": self.cache.states(model.document_encoder, documents,
+                                                          doc_ids, "document")}
+        # through the (possibly distributed) wrapper, so gradients sync
+        out = self.model(query, documents, **states)
+        d, n = out.passage_features, len(batch.passage_ids)
+        return out.query_features, d[:n], d[n:] if batch.negatives is not None else None
 
     def _loss(self, batch: TrainBatch) -> tuple[torch.Tensor, float]:
         """The loss over the global batch: features of every process, gradients through the
@@ -315,7 +311,8 @@ class ReTTrainer:
                                                   and self.step % config.eval_every == 0):
             validation = self.validate()
             self.metrics.log(self.step, validation)
-        folder = self.save()
+        just_saved = config.save_every and self.step % config.save_every == 0 and self.step > 0
+        folder = self.out / f"checkpoint-{self.step:07d}" if just_saved else self.save()
         self.metrics.close()
         self.model.eval()  # ready for inference, as from_pretrained returns it
         return TrainResult(self.step, loss_value, validation, str(folder),

@@ -109,6 +109,23 @@ def test_a_restarted_run_continues_without_duplicates(tmp_path, pipe):
         stable(read_predictions(tmp_path / "straight" / "predictions.jsonl"))
 
 
+def test_reports_follow_a_changed_limit_and_never_touch_a_live_file(tmp_path, pipe):
+    common = dict(dataset="ret-jsonl", questions=str(SAMPLE_KB / "questions.jsonl"),
+                  images=str(SAMPLE_KB), out=str(tmp_path / "run"), retrieval_only=True)
+    run_eval(RunSpec(limit=2, **common), pipe)
+    run_eval(RunSpec(limit=4, **common), pipe)    # restarted with a larger --limit
+    assert write_report(tmp_path / "run")["coverage"]["selected"] == 4
+    run_eval(RunSpec(limit=3, **common), pipe)    # and a smaller one: four records, three chosen
+    report = write_report(tmp_path / "run")
+    assert report["coverage"] == {"selected": 3, "done": 3, "failed": 0, "remaining": 0}
+    predictions = tmp_path / "run" / "predictions.jsonl"
+    with open(predictions, "a") as handle:
+        handle.write('{"data_id": "q5", "predic')  # a writer mid-line
+    before = predictions.read_bytes()
+    write_report(tmp_path / "run")
+    assert predictions.read_bytes() == before
+
+
 def test_eval_run_killed_with_sigkill_resumes_to_the_same_predictions(tmp_path, cache, pipe):
     files = infoseek_files(tmp_path, repeat=15)       # 90 questions
     index = next(cache.glob("index-*"))

@@ -1,5 +1,5 @@
+import copy
 import multiprocessing
-import pickle
 import sqlite3
 import threading
 
@@ -185,14 +185,16 @@ def test_store_reconnects_in_worker_processes(kb, method):
         assert store.get_rows([1])[0].passage_id == "a0#0-1"  # the parent's still works
 
 
-def test_pickle_round_trip_and_writable_refusal(kb, tmp_path):
+def test_copy_round_trip_and_writable_refusal(kb, tmp_path):
+    """The state protocol worker processes use (spawned DataLoader workers): a read-only
+    store travels as its folder and reopens; a writable one refuses to travel."""
     with PassageStore.open(kb) as store:
-        clone = pickle.loads(pickle.dumps(store))
+        clone = copy.copy(store)
         assert clone.get_rows([5]) == store.get_rows([5]) and len(clone) == 40
         clone.close()
     writable = PassageStore.create(tmp_path / "other")
     with pytest.raises(TypeError, match="read-only"):
-        pickle.dumps(writable)
+        copy.copy(writable)
     writable.close()
 
 

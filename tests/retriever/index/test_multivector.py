@@ -204,3 +204,25 @@ def test_build_streams_memory_mapped_input(tmp_path, data):
                                    sample_size=3200)
     assert mapped.largest <= 100
     assert index.search(queries[:1], k=1)[0]
+
+
+def test_documents_added_later_are_assigned_like_the_build(tmp_path, data):
+    """assign_nprobe is part of the index: documents added after a reload are assigned with the
+    build's setting (here one coarse cell), not a default."""
+    from retriever.index.centroids import CentroidAssigner
+
+    docs, _, _ = data
+    half = len(docs) // 2
+    index = MultiVectorIndex.build(tmp_path / "ix", list(range(half)), docs[:half],
+                                   method="plaid", num_centroids=128, assign_nprobe=1)
+    index = MultiVectorIndex.load(index.path)
+    noise = np.random.default_rng(0).standard_normal((50,) + docs.shape[1:])  # far from cells
+    added = (noise / np.linalg.norm(noise, axis=-1, keepdims=True)).astype(np.float16)
+    index.add(list(range(half, half + 50)), added)
+    index.save()
+    assigner = CentroidAssigner(np.load(index.path / "centroids.npy"),
+                                np.load(index.path / "coarse.npy"), nprobe=1)
+    for seg, rows in ((0, docs[:half]), (1, added)):
+        codes = np.load(index.path / f"codes-{seg:05d}.npy")
+        expected = assigner.assign(rows.astype(np.float32).reshape(-1, rows.shape[-1]))
+        assert np.array_equal(codes.reshape(-1), expected)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from retriever import ReTRetriever
-from retriever.tiny import build_tiny_retriever
+from retriever.tiny import build_tiny_retriever, tiny_retriever_config
 from retriever.training import (JsonlPassages, ReTTrainer, TrainConfig, TrainingDataError,
                                 latest_checkpoint, load_train_queries, recall_at_k)
 from retriever.training.synthetic import write_synthetic_task
@@ -142,3 +142,30 @@ def test_gradient_accumulation_consumes_micro_batches_per_step(tmp_path, task):
     result = trainer.train()
     assert result.steps == 3 and trainer.position == 6
     assert trainer.scheduler.last_epoch == 3  # one scheduler step per optimiser step
+
+
+def test_cached_features_train_like_the_full_forward_with_hard_negatives(tmp_path, task):
+    """Negatives are cached under their passage ids: every micro-batch gets its own states and
+    the cache never outgrows the data."""
+    train, passages, _, paths = task
+    negatives = {q.data_id: [f"e{(int(q.positives[0][1]) + 1) % 8}{q.positives[0][2]}",
+                             f"e{q.positives[0][1]}{(int(q.positives[0][2]) + 3) % 8}"]
+                 for q in train}
+    train_hn = load_train_queries(paths["train"], paths["images"], hard_negatives=negatives)
+    tiny = tiny_retriever_config()
+    for tower in (tiny.query_config, tiny.passage_config):  # both paths draw dropout differently
+        tower.dropout_p = tower.attention_dropout = 0.0
+    losses = []
+    for cached in (False, True):
+        out = tmp_path / str(cached)
+        trainer = ReTTrainer(build_tiny_retriever(seed=6, config=tiny),
+                             config(out, max_steps=3, batch_size=8, grad_accumulation=2,
+                                    hard_negatives_per_query=2, cache_features=cached,
+                                    log_every=1),
+                             train_hn, passages)
+        trainer.train()
+        losses.append([json.loads(line)["loss"] for line in
+                       (out / "out" / "metrics.jsonl").read_text().splitlines()])
+        if cached:
+            assert 0 < len(trainer.cache) <= len(train_hn) + 64
+    assert losses[0] == pytest.approx(losses[1], abs=1e-4)
