@@ -24,6 +24,10 @@ class LoadedRetriever:
     is_tiny: bool
     note: str = ""
 
+    def identity(self) -> dict[str, str]:
+        """The retriever's name and fingerprints: what indexes and evaluation runs record."""
+        return {"name": self.name, "config_sha256": self.model.config_fingerprint()}
+
 
 def load_retriever(name: str = "auto", device: str | None = None,
                    dtype: str | None = None) -> LoadedRetriever:

@@ -115,6 +115,30 @@ class RagVQA:
         self.components.load_all()
         return self
 
+    def identity(self, generation: bool = True) -> dict[str, Any]:
+        """Everything that can change an answer (or, with ``generation`` False, a ranking): the
+        settings, the retriever's weights, the index and knowledge base by digest, the generator.
+        Two pipelines with equal identities give the same outputs; a resumed evaluation run
+        compares it with the one it started with. Devices and batch sizes are left out: they
+        change speed, not results."""
+        config = self.config.to_dict()
+        for section in ("retriever", "generator"):
+            for key in ("device", "batch_size", "device_map", "local_files_only"):
+                config[section].pop(key, None)
+        config["index"].pop("verify", None)
+        loaded = self.components.retriever
+        index, store = self.components.index, self.components.store
+        out: dict[str, Any] = {
+            "k": config["k"], "retriever": {**config["retriever"], **loaded.identity()},
+            "index": {"path": str(Path(index.path).resolve()), "digest": index.digest,
+                      "search": config["index"]["search"]},
+            "kb": {"path": str(Path(store.folder).resolve()), "digest": store.digest,
+                   "images": str(store.image_root) if store.image_root else None},
+        }
+        if generation:
+            out["generator"] = config["generator"]
+        return out
+
     # -- retrieval ----------------------------------------------------------------------------
     def _evidence(self, hits) -> list[Evidence]:
         store = self.components.store
@@ -245,6 +269,8 @@ def _question(question: str | None, allow_empty: bool = False) -> str:
     of image-only ReT-M2KR queries)."""
     if question is None and allow_empty:
         return ""
-    if not isinstance(question, str) or (not question.strip() and not allow_empty):
+    if not isinstance(question, str):
+        raise ValueError(f"the question must be text, got {type(question).__name__}")
+    if not question.strip() and not allow_empty:
         raise ValueError("the question is empty")
     return question.strip()

@@ -288,6 +288,11 @@ class PassageStore:
         self.manifest = manifest
         return manifest
 
+    @property
+    def digest(self) -> str | None:
+        """The recorded digest of the passages file (None for an unfinished store)."""
+        return (self.manifest or {}).get("sqlite_sha256")
+
     def verify(self) -> bool:
         """Whether ``passages.sqlite`` still has the sha256 recorded in the manifest."""
         expected = (self.manifest or {}).get("sqlite_sha256")

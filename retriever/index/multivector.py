@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..fileio import DIGEST, bytes_digest, canonical_json
 from .exact import ExactEngine
 from .plaid import PlaidEngine
 from .storage import (
@@ -113,6 +114,12 @@ class MultiVectorIndex:
 
     def __repr__(self) -> str:
         return f"MultiVectorIndex({str(self.path)!r}, method={self.method!r}, documents={len(self)})"
+
+    @property
+    def digest(self) -> str:
+        """Digest of the manifest, which itself records the digest of every file: two indexes
+        with the same digest hold the same documents and vectors."""
+        return f"{DIGEST}:{bytes_digest(canonical_json(self.manifest))}"
 
     # -- build / load -------------------------------------------------------------------------
     @classmethod
