@@ -4,32 +4,47 @@
     python app.py --config rag.toml             # your index, knowledge base and models
     rag-vqa demo ...                            # the same, from the command line
 
-The handlers are plain functions over an injected pipeline, so they are tested without a
-browser. Only the knowledge base's images and the example photos can be served (besides the
-user's own uploads).
+The handlers are plain functions over an injected pipeline, tested without a browser. Only
+decoded image content leaves the server: evidence images are re-encoded as thumbnails in a private
+(0700) per-launch folder that also holds Gradio's uploads and cache (removed at exit), and an
+upload is readable only by the browser session that made it. The queue is bounded (one question
+at a time by default: the models are shared; a full queue says "busy, retry"), and every failure
+is an error message in the answer area with the evidence cleared.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Gradio finds the gr.Request parameter of a handler
+# by its evaluated annotation.
 import argparse
+import hashlib
 import logging
+import os
+import shutil
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from rag_vqa import Evidence, RagVQA
-from rag_vqa.pipeline import TINY_NOTE
-from rag_vqa.cli_pipeline import add_pipeline_options, pipeline_from_args
+from rag_vqa.cli import USER_ERRORS
+from rag_vqa.cli_pipeline import add_demo_options, add_pipeline_options, pipeline_from_args
 from rag_vqa.config import PROFILES
+from rag_vqa.pipeline import TINY_NOTE
 from rag_vqa.quickstart import sample_pipeline
-from rag_vqa.samples import SAMPLE_KB, question_image, sample_questions
+from rag_vqa.samples import question_image, sample_questions
+from demo_server import (SESSION_COOKIE, UploadOwners, create_server_app, launch_folder, serve,
+                         stop_on_signals)
+from retriever.fileio import atomic_write
+from retriever.images import ImageInput, ImageLoadError, load_image
 
 logger = logging.getLogger("app")
 
 MAX_K = 20
 MAX_NEW_TOKENS = 64
+MAX_QUESTION = 1000
+THUMBNAIL_SIZE = 320                  # longest side of an evidence thumbnail, in pixels
+
+Update = tuple[str, list | None, list | None]  # answer markdown, gallery, rows (None: as is)
 
 
 class InputError(ValueError):
@@ -51,9 +66,9 @@ class PipelineChoices:
     def names(self) -> list[str]:
         return [self.default_name] + [p for p in PROFILES if p != self.default_name]
 
-    def get(self, name: str | None) -> RagVQA:
+    def get(self, name: Any) -> RagVQA:
         name = name or self.default_name
-        if name not in self.names:
+        if not isinstance(name, str) or name not in self.names:
             raise InputError(f"unknown profile {name!r}")
         with self._lock:
             if name not in self._pipelines:
@@ -64,17 +79,31 @@ class PipelineChoices:
             return self._pipelines[name]
 
 
-def check_inputs(image: Any, question: str | None, k: Any, max_new_tokens: Any
+# -- input ---------------------------------------------------------------------------------------
+
+def _whole(value: Any) -> int:
+    """A whole number from a slider or an API client (5, 5.0, "5"); anything else is refused."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{type(value).__name__} is not a whole number")
+    return int(value)
+
+
+def check_inputs(image: Any, question: Any, k: Any, max_new_tokens: Any
                  ) -> tuple[str, int, int]:
+    """The question, k and the token limit, checked: anything wrong is an :class:`InputError`."""
     if image is None:
         raise InputError("Please upload a photo first.")
+    if question is not None and not isinstance(question, str):
+        raise InputError(f"The question must be text, not {type(question).__name__}.")
     question = (question or "").strip()
     if not question:
         raise InputError("Please type a question about the photo.")
-    if len(question) > 1000:
-        raise InputError("The question is too long (1000 characters at most).")
+    if len(question) > MAX_QUESTION:
+        raise InputError(f"The question is too long ({MAX_QUESTION} characters at most).")
     try:
-        k, max_new_tokens = int(k), int(max_new_tokens)
+        k, max_new_tokens = _whole(k), _whole(max_new_tokens)
     except (TypeError, ValueError) as exc:
         raise InputError("k and max tokens must be whole numbers.") from exc
     if not 1 <= k <= MAX_K or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
@@ -82,17 +111,63 @@ def check_inputs(image: Any, question: str | None, k: Any, max_new_tokens: Any
     return question, k, max_new_tokens
 
 
-def evidence_views(evidence: Sequence[Evidence]) -> tuple[list[tuple[Any, str]], list[list]]:
-    """Gallery items (image, caption) and table rows (rank, title, score, passage)."""
+def uploaded_image(payload: Any, session: str | None, owners: UploadOwners) -> ImageInput:
+    """The photo of a question, from Gradio's raw file payload, decoded safely. Only files in
+    Gradio's upload folder that this session may read are opened."""
+    from gradio.utils import get_upload_folder, is_in_or_equal
+
+    if payload is None:
+        return None
+    path = payload.get("path") if isinstance(payload, dict) else None
+    if not isinstance(path, str) or not path:
+        raise InputError("The photo must be an uploaded image file.")
+    if not is_in_or_equal(path, get_upload_folder()) or owners.refuses(session, path):
+        raise InputError("That photo is not available; please upload it again.")
+    try:
+        return load_image(path, label="the uploaded photo")
+    except ImageLoadError as exc:
+        raise InputError(f"{exc} - please upload a photo (JPEG, PNG, WebP ...).") from exc
+
+
+# -- output --------------------------------------------------------------------------------------
+
+class Thumbnails:
+    """The images the page shows (evidence, example photos) as small WebP files of our own: each
+    is decoded safely and written once, atomically, under a name derived from its path and
+    version, so a file being downloaded is never rewritten. The folder lies in Gradio's upload
+    folder, which Gradio then serves it from as is; uploads go to folders named by a digest."""
+
+    def __init__(self, folder: str | os.PathLike, size: int = THUMBNAIL_SIZE) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.size = size
+
+    def path_for(self, image_path: str) -> str | None:
+        try:
+            real = os.path.realpath(image_path)
+            st = os.stat(real)
+            key = hashlib.sha256(f"{real}\0{st.st_mtime_ns}\0{st.st_size}".encode()).hexdigest()
+            out = self.folder / f"{key[:32]}.webp"
+            if not out.exists():
+                image = load_image(real, label=f"evidence image {Path(real).name}")
+                image.thumbnail((self.size, self.size))
+                atomic_write(out, lambda tmp: image.save(tmp, format="WEBP", quality=85),
+                             durable=False)
+            return str(out)
+        except (OSError, ValueError) as exc:  # ImageLoadError is a ValueError
+            logger.warning("evidence image %s left out: %s", image_path, exc)
+            return None
+
+
+def evidence_views(evidence: Sequence[Evidence], thumbnails: Thumbnails
+                   ) -> tuple[list[tuple[str, str]], list[list]]:
+    """Gallery items (thumbnail path, caption) and table rows (rank, title, score, passage)."""
     gallery, rows = [], []
     for ev in evidence:
         caption = f"{ev.rank}. {ev.title or ev.passage_id} ({ev.score:.2f})"
-        if ev.image_path:
-            try:
-                with Image.open(ev.image_path) as img:
-                    gallery.append((img.convert("RGB"), caption))
-            except OSError:
-                logger.warning("evidence image %s could not be read", ev.image_path)
+        thumbnail = thumbnails.path_for(ev.image_path) if ev.image_path else None
+        if thumbnail:
+            gallery.append((thumbnail, caption))
         rows.append([ev.rank, ev.title or "", round(ev.score, 3), ev.text])
     return gallery, rows
 
@@ -107,42 +182,67 @@ def _answer_markdown(text: str, note: str = "", done: bool = False, timings=None
     return "\n".join(lines)
 
 
-def ask_handler(pipeline: RagVQA, image: Any, question: str | None, k: Any = 5,
-                max_new_tokens: Any = 32) -> Iterator[tuple[str, list, list]]:
-    """Yields (answer markdown, gallery, rows): evidence first, then the answer as it grows."""
+def error_update(message: str) -> Update:
+    """The answer area shows the error; gallery and table are emptied, so nothing stale stays."""
+    return f"**Error:** {message}", [], []
+
+
+def ask_handler(pipeline: RagVQA, thumbnails: Thumbnails, image: ImageInput, question: Any,
+                k: Any = 5, max_new_tokens: Any = 32) -> Iterator[Update]:
+    """Yields (answer markdown, gallery, rows): the evidence once, then only the growing answer
+    (gallery and rows None: unchanged). Bad input raises :class:`InputError`."""
     question, k, max_new_tokens = check_inputs(image, question, k, max_new_tokens)
     max_new_tokens = min(max_new_tokens, pipeline.config.generator.max_new_tokens)
     stream = pipeline.stream(image, question, k=k, max_new_tokens=max_new_tokens)
-    gallery, rows = evidence_views(stream.evidence)
+    gallery, rows = evidence_views(stream.evidence, thumbnails)
     note = TINY_NOTE if pipeline.config.is_tiny else ""
     text = ""
     yield _answer_markdown("", note), gallery, rows
     for piece in stream:
         text += piece
-        yield _answer_markdown(text.strip(), note), gallery, rows
+        yield _answer_markdown(text.strip(), note), None, None
     result = stream.result
-    final = result.answer if result.error is None else f"(failed: {result.error})"
-    yield _answer_markdown(final, note, done=True, timings=result.timings), gallery, rows
+    if result.error is not None:
+        yield f"**Error:** the answer could not be generated: {result.error}", None, None
+    else:
+        yield _answer_markdown(result.answer, note, done=True, timings=result.timings), None, None
 
 
-def build_app(choices: PipelineChoices):
-    """The Blocks UI; every event goes through :func:`ask_handler`."""
+def respond(steps: Callable[[], Iterator[Update]]) -> Iterator[Update]:
+    """Runs a handler so that nothing escapes: bad input becomes its message, a failure is
+    logged with its traceback here and shown as a short error, never as Gradio's generic one."""
+    try:
+        yield from steps()
+    except InputError as exc:
+        yield error_update(str(exc))
+    except Exception as exc:  # noqa: BLE001 - the page's last line of defence
+        logger.exception("question failed")
+        yield error_update(f"sorry, that did not work ({type(exc).__name__}: {exc}).")
+
+
+def build_app(choices: PipelineChoices, thumbnails: Thumbnails, owners: UploadOwners,
+              concurrency: int = 1, max_queue: int = 32):
+    """The Blocks UI. Inputs reach the handler unprocessed (``preprocess=False``), so a value of
+    any type is checked by :func:`check_inputs` and :func:`uploaded_image`, not by Gradio."""
     import gradio as gr
 
-    def on_ask(image, question, k, max_new_tokens, profile):
-        try:
-            yield from ask_handler(choices.get(profile), image, question, k, max_new_tokens)
-        except InputError as exc:
-            raise gr.Error(str(exc)) from exc
-        except (OSError, ValueError, RuntimeError) as exc:
-            logger.exception("question failed")
-            raise gr.Error(f"Sorry, that did not work: {exc}") from exc
+    def on_ask(image, question, k, max_new_tokens, profile, request: gr.Request = None):
+        session = request.cookies.get(SESSION_COOKIE) if request is not None else None
+
+        def steps() -> Iterator[Update]:
+            photo = uploaded_image(image, session, owners)
+            return ask_handler(choices.get(profile), thumbnails, photo, question, k,
+                               max_new_tokens)
+
+        for answer, gallery, rows in respond(steps):
+            yield (answer, gr.skip() if gallery is None else gallery,
+                   gr.skip() if rows is None else rows)
 
     with gr.Blocks(title="rag-vqa: ask about a photo") as demo:
         gr.Markdown("## Ask a question about a photo\nReT retrieves passages from the knowledge "
                     "base; the model answers from them and shows its evidence.")
         with gr.Row():
-            image = gr.Image(type="pil", label="Photo", sources=["upload"], elem_id="photo")
+            image = gr.Image(type="filepath", label="Photo", sources=["upload"], elem_id="photo")
             with gr.Column():
                 question = gr.Textbox(label="Question", elem_id="question",
                                       placeholder="When was this building completed?")
@@ -155,37 +255,43 @@ def build_app(choices: PipelineChoices):
         gallery = gr.Gallery(label="Evidence", columns=5, height="auto", elem_id="evidence")
         table = gr.Dataframe(headers=["rank", "title", "score", "passage"], wrap=True,
                              elem_id="evidence-table")
-        inputs = [image, question, k, max_tokens, profile]
-        button.click(on_ask, inputs, [answer, gallery, table], concurrency_limit=1)
-        question.submit(on_ask, inputs, [answer, gallery, table], concurrency_limit=1)
-        gr.Examples([[str(question_image(q)), q.question] for q in sample_questions()],
-                    [image, question], label="Examples (bundled sample)")
-    return demo.queue(default_concurrency_limit=1, max_size=32)
+        gr.on([button.click, question.submit], on_ask, [image, question, k, max_tokens, profile],
+              [answer, gallery, table], api_name="ask", preprocess=False,
+              concurrency_limit=concurrency, concurrency_id="ask")
+        gr.Examples([[thumbnails.path_for(str(question_image(q))), q.question]
+                     for q in sample_questions()], [image, question],
+                    label="Examples (bundled sample)")
+    return demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
 
 
-def allowed_paths(choices: PipelineChoices) -> list[str]:
-    """The knowledge base's image folders and the example photos: nothing else is served."""
-    roots = [str(path) for path in choices.get(None).image_roots]
-    return roots + [str(SAMPLE_KB / "question_images")]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_pipeline_options(parser)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
+    add_demo_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    stop_on_signals()
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if not (args.config or args.index or args.sample):
         args.sample = True  # nothing configured: the bundled sample
-    pipeline, note = pipeline_from_args(args)
-    if note:
-        logger.warning(note)
-    pipeline.check()
-    choices = PipelineChoices(pipeline.config.profile, pipeline)
-    build_app(choices).launch(server_name=args.host, server_port=args.port,
-                              allowed_paths=allowed_paths(choices), show_error=False)
+    folder = None
+    try:
+        pipeline, note = pipeline_from_args(args)
+        if note:
+            logger.warning(note)
+        pipeline.check()
+        folder, owners = launch_folder(), UploadOwners()
+        blocks = build_app(PipelineChoices(pipeline.config.profile, pipeline),
+                           Thumbnails(folder / "gradio" / "shown"), owners, args.concurrency,
+                           args.max_queue)
+        serve(create_server_app(blocks, owners), args.host, args.port)
+    except USER_ERRORS as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,10 +4,9 @@ split and question type). Scores come from the official-rule scorers in ``eval.m
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import platform
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,14 @@ import numpy as np
 
 from rag_vqa import __version__
 from rag_vqa.kb import PassageStore
+from retriever.fileio import DIGEST, atomic_write_text, file_digest, loads_record, path_kind
 from retriever.index.storage import read_manifest as read_index_manifest
 
-from .datasets import EvalQuestion, load_questions
+from .datasets import EvalQuestion, read_questions
 from .metrics import (KS, BEMScorer, load_evqa_references, load_infoseek_references,
                       normalize_answer, score_evqa, score_infoseek, score_retrieval)
-from .runner import (PREDICTIONS, RUN_FILE, RunSpec, file_sha256, read_predictions,
-                     select_questions)
+from .runner import (PREDICTIONS, RUN_FILE, RunMismatchError, RunSpec, failure_kind,
+                     latest_records, read_predictions, select_questions)
 
 __all__ = ["build_report", "write_report", "summary_lines"]
 
@@ -37,18 +37,19 @@ def _versions() -> dict[str, str]:
 
 
 def _dataset_files(spec: dict[str, Any], identity: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Paths and checksums of the dataset files (the questions' checksum is the run's own)."""
+    """Paths and digests of the dataset files (the questions' digest is the run's own)."""
     files = {}
-    for key in ("questions", "qtypes", "withkb"):
+    for key in ("questions", "qtypes", "withkb", "image_map"):
         if spec.get(key):
-            digest = identity.get(f"{key}_sha256") or file_sha256(spec[key])
-            files[key] = {"path": str(spec[key]), "sha256": digest}
+            recorded = (identity.get(key) or {}) if key in ("questions", "image_map") else {}
+            digest = recorded.get("digest") or f"{DIGEST}:{file_digest(spec[key])}"
+            files[key] = {"path": str(spec[key]), "digest": digest}
     return files
 
 
-def _store_for(config: dict[str, Any]) -> PassageStore | None:
+def _store_for(config: dict[str, Any], identity: dict[str, Any]) -> PassageStore | None:
     index = config.get("index", {})
-    kb = index.get("kb")
+    kb = ((identity.get("pipeline") or {}).get("kb") or {}).get("path") or index.get("kb")
     if not kb and index.get("path") and Path(index["path"]).is_dir():
         kb = (read_index_manifest(Path(index["path"])).get("metadata", {}).get("kb") or {}).get(
             "path")
@@ -111,22 +112,49 @@ def _qa(dataset: str, spec: dict[str, Any], records: list[dict[str, Any]],
                             "method": "EM with InfoSeek normalisation"}}
 
 
+def _read_run(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_FILE
+    if path_kind(path) != "file":
+        raise RunMismatchError(f"{run_dir} is not an evaluation run folder (no {RUN_FILE}); "
+                               "'rag-vqa eval run --out DIR' makes one")
+    try:
+        run = loads_record(path.read_bytes())
+    except ValueError as exc:
+        raise RunMismatchError(f"{path} is damaged ({exc})") from None
+    if not isinstance(run, dict) or not all(isinstance(run.get(k), dict)
+                                            for k in ("spec", "config")):
+        raise RunMismatchError(f"{path} is damaged: no 'spec' and 'config' objects")
+    return run
+
+
+def _failures(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The most common failure reasons, each with one full example."""
+    kinds = Counter(failure_kind(r.get("error")) for r in failed)
+    example = {}
+    for r in failed:
+        example.setdefault(failure_kind(r.get("error")), r.get("error"))
+    return [{"reason": kind, "count": n, "example": example[kind]}
+            for kind, n in kinds.most_common(10)]
+
+
 def build_report(run_dir: str | Path, bem: str | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    run = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    run = _read_run(run_dir)
     spec = run["spec"]
-    all_questions = load_questions(spec["dataset"], spec["questions"], qtypes=spec.get("qtypes"),
-                                   withkb=spec.get("withkb"))
-    questions = {q.data_id: q for q in select_questions(all_questions, RunSpec(**spec))}
-    # a run restarted with a smaller --limit keeps its older records: report this selection
-    records = [r for r in read_predictions(run_dir / PREDICTIONS, repair=False)
-               if r.get("data_id") in questions]
+    fields = {f.name for f in dataclasses.fields(RunSpec)}
+    run_spec = RunSpec(**{k: v for k, v in spec.items() if k in fields})
+    found = read_questions(spec["dataset"], spec["questions"], qtypes=spec.get("qtypes"),
+                           withkb=spec.get("withkb"), skip_bad=run_spec.skip_bad)
+    questions = {q.data_id: q for q in select_questions(found.questions, run_spec)}
+    # a run restarted with a smaller --limit keeps its older records: report this selection;
+    # exactly one record per question, the last one written
+    latest = latest_records(read_predictions(run_dir / PREDICTIONS, repair=False))
+    records = [latest[i] for i in questions if i in latest]
     failed = [r for r in records if r.get("status") == "failed"]
-    store = _store_for(run["config"])
+    store = _store_for(run["config"], run.get("identity") or {})
     retrieval = _retrieval(questions, records, store)
     qa = None if spec.get("retrieval_only") else _qa(spec["dataset"], spec, records, questions,
                                                        bem)
-    reasons = Counter((r.get("error") or "")[:120] for r in failed)
     report = {
         "run": {"dataset": spec["dataset"], "retrieval_only": spec.get("retrieval_only"),
                 "shard": spec.get("shard"), "limit": spec.get("limit"), "k": spec.get("k"),
@@ -137,8 +165,9 @@ def build_report(run_dir: str | Path, bem: str | None = None) -> dict[str, Any]:
                    else run["config"]["generator"]["model"]},
         "versions": _versions(), "dataset_files": _dataset_files(spec, run["identity"]),
         "coverage": {"selected": len(questions), "done": len(records), "failed": len(failed),
-                     "remaining": len(questions) - len(records)},
-        "failures": [{"reason": reason, "count": n} for reason, n in reasons.most_common(10)],
+                     "remaining": len(questions) - len(records),
+                     **({"skipped_records": found.skipped} if found.skipped else {})},
+        "failures": _failures(failed),
         "retrieval": retrieval, "qa": qa, "timings": _timing_stats(records),
     }
     report["summary"] = {"dataset": spec["dataset"], **report["coverage"],
@@ -146,13 +175,6 @@ def build_report(run_dir: str | Path, bem: str | None = None) -> dict[str, Any]:
                                                      ("recall", "pseudo_recall", "entity_recall")},
                          "qa": qa}
     return report
-
-
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def _fmt(value: Any) -> str:
@@ -164,7 +186,10 @@ def markdown(report: dict[str, Any]) -> str:
              f"Retriever `{report['models']['retriever']}`, generator "
              f"`{report['models']['generator']}`; {report['coverage']['done']} of "
              f"{report['coverage']['selected']} questions done, "
-             f"{report['coverage']['failed']} failed.", ""]
+             f"{report['coverage']['failed']} failed"
+             + (f"; {report['coverage']['skipped_records']} unusable question records left "
+                "out (--skip-bad)" if report["coverage"].get("skipped_records") else "")
+             + ".", ""]
     retrieval = report.get("retrieval")
     if retrieval:
         lines += ["## Retrieval", "", "| metric | " + " | ".join(f"@{k}" for k in KS) + " |",
@@ -180,7 +205,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["## InfoSeek (official rules)", "",
                   f"- final score (harmonic mean of split scores): **{s['final_score']:.2f}**",
                   f"- overall accuracy (all questions): {s['overall_accuracy']:.2f}", "",
-                  "| split | score | time | numerical | string | count |", "|---|---|---|---|---|---|"]
+                  "| split | score | time | numerical | string | count |",
+                  "|---|---|---|---|---|---|"]
         for split in ("unseen_question", "unseen_entity"):
             r = s[split]
             lines.append(f"| {split} | {r['score']:.2f} | {r['score_time']:.2f} | "
@@ -190,7 +216,8 @@ def markdown(report: dict[str, Any]) -> str:
         s = qa["evqa"]
         lines += [f"## Encyclopedic-VQA ({s['method']})", "", "| subset | accuracy | count |",
                   "|---|---|---|",
-                  f"| single-hop | {s['single_hop']['accuracy']:.2f} | {s['single_hop']['count']} |",
+                  f"| single-hop | {s['single_hop']['accuracy']:.2f} | "
+                  f"{s['single_hop']['count']} |",
                   f"| all | {s['all']['accuracy']:.2f} | {s['all']['count']} |"]
         lines += [f"| {t} | {v['accuracy']:.2f} | {v['count']} |" for t, v in s["per_type"].items()]
         lines.append("")
@@ -204,7 +231,7 @@ def markdown(report: dict[str, Any]) -> str:
                   for k, v in report["timings"].items()]
         lines.append("")
     if report.get("failures"):
-        lines += ["## Failures", ""] + [f"- {f['count']} x {f['reason']}"
+        lines += ["## Failures", ""] + [f"- {f['count']} x {f['reason']} (e.g. {f['example']})"
                                         for f in report["failures"]] + [""]
     return "\n".join(lines)
 
@@ -257,8 +284,8 @@ def write_report(run_dir: str | Path, bem: str | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     report = build_report(run_dir, bem)
     report["plots"] = plots(report, run_dir)
-    _atomic_write(run_dir / "report.json", json.dumps(report, indent=2, default=str))
-    _atomic_write(run_dir / "report.md", markdown(report))
+    atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=str))
+    atomic_write_text(run_dir / "report.md", markdown(report))
     return report
 
 

@@ -1,20 +1,27 @@
 """``rag-vqa eval run``: the whole pipeline over a dataset, resumable.
 
-Each finished question is appended to ``OUT/predictions.jsonl`` (flushed and fsynced per batch);
-a restarted run reads the file back (repairing a half-written last line), skips what is done and
-never writes a question twice. A question whose image is missing or broken is recorded as failed
-with the reason, and the run goes on. ``OUT/run.json`` records what the run is, so a restart with
-other inputs is refused.
+Every input is checked before the first question (each question record, the question-type and
+entity files, the image root and map, the reference data the report scores against). Finished
+questions are appended to ``OUT/predictions.jsonl`` (fsynced per batch); a restart repairs a
+half-written last line, skips what is done and never writes a question twice. ``OUT/run.json``
+records the run's identity - questions, images, and everything of the pipeline that can change
+an answer - so a restart with other inputs is refused, naming what differs. A question that
+cannot be answered (image missing or unreadable, a field of the wrong type, an error while
+answering it) is recorded as failed with the reason, never costing its batch; ``retry_failed``
+runs the failed ones again.
 """
 
 from __future__ import annotations
 
-import hashlib
+import csv
 import json
 import logging
 import os
+import re
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +30,25 @@ from tqdm.auto import tqdm
 from rag_vqa import RagVQA
 from rag_vqa.kb.errors import UnsafeImagePath
 from retriever import ImageLoadError
+from retriever.fileio import (DIGEST, JSONRecordError, atomic_write_bytes, atomic_write_json,
+                              file_digest, loads_record, path_kind)
 from retriever.images import load_image
 
-from .datasets import EvalQuestion, ImageLocator, load_questions
+from .datasets import DATASETS, DatasetError, EvalQuestion, ImageLocator, read_questions
 
-__all__ = ["RunSpec", "RunSummary", "run_eval", "read_predictions", "select_questions",
-           "RunMismatchError", "PREDICTIONS", "RUN_FILE", "file_sha256"]
+__all__ = ["RunSpec", "RunSummary", "run_eval", "read_predictions", "latest_records",
+           "select_questions", "check_inputs", "failure_kind", "RunMismatchError",
+           "PREDICTIONS", "RUN_FILE", "IDENTITY_VERSION"]
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
 RUN_FILE = "run.json"
+IDENTITY_VERSION = 2  # 1: dataset, questions, retrieval_only, shard, k only
 
 
 class RunMismatchError(ValueError):
-    """The output folder holds a run of something else."""
+    """The output folder holds a run of something else (or a damaged one)."""
 
 
 @dataclass
@@ -56,38 +67,96 @@ class RunSpec:
     qtypes: str | None = None
     withkb: str | None = None
     image_map: str | None = None
+    retry_failed: bool = False
+    skip_bad: bool = False
+    verify: str | None = None                # index/KB check at load (config's default: full)
+    allow_retriever_mismatch: bool = False
 
-    def identity(self) -> dict[str, Any]:
-        """What must match for a restart to continue this run."""
-        return {"dataset": self.dataset, "questions": str(Path(self.questions).resolve()),
-                "questions_sha256": file_sha256(self.questions),
-                "retrieval_only": self.retrieval_only, "shard": list(self.shard), "k": self.k}
+    def check(self) -> None:
+        """Values and paths a caller may get wrong, refused before anything is read. The CLI's
+        argument types catch the values first; library callers get the same rules."""
+        if self.dataset not in DATASETS:
+            raise DatasetError(f"unknown dataset {self.dataset!r}; use one of "
+                               f"{', '.join(DATASETS)}")
+        index, count = self.shard
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"--shard must be i/n with 0 <= i < n, got {index}/{count}")
+        for name, low in (("limit", 0), ("k", 1), ("batch_size", 1)):
+            value = getattr(self, name)
+            if (value is not None or name == "batch_size") and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= {low}, "
+                                 f"got {value!r}")
+        wanted = {"questions": ("file", "question file"), "qtypes": ("file", "--qtypes file"),
+                  "withkb": ("file", "--withkb file"), "image_map": ("file", "--image-map file"),
+                  "config": ("file", "--config file"), "index": ("a folder", "--index folder"),
+                  "images": ("a folder", "image folder")}
+        for name, (kind, what) in wanted.items():
+            path = getattr(self, name)
+            if path is not None:
+                _require(path, kind, what)
+        _require(self.out, "a folder", "--out folder", missing_ok=True)
+
+    def identity(self, pipeline: RagVQA) -> dict[str, Any]:
+        """Everything a finished record depends on; a restart must match it. What only selects
+        or speeds up (limit, batch size, the report's qtypes / withkb files) is left out."""
+        image_map = None if not self.image_map else {
+            "path": str(Path(self.image_map).resolve()),
+            "digest": f"{DIGEST}:{file_digest(self.image_map)}"}
+        identity = {
+            "version": IDENTITY_VERSION, "dataset": self.dataset,
+            "questions": {"path": str(Path(self.questions).resolve()),
+                          "digest": f"{DIGEST}:{file_digest(self.questions)}"},
+            "images": str(Path(self.images).resolve()), "image_map": image_map,
+            "retrieval_only": self.retrieval_only, "shard": list(self.shard),
+            "k": self.k or pipeline.config.k,
+            "pipeline": pipeline.identity(generation=not self.retrieval_only)}
+        return json.loads(json.dumps(identity, default=str))  # as it reads back from run.json
 
 
 @dataclass
 class RunSummary:
     selected: int
     already_done: int
-    answered: int
-    failed: int
+    answered: int                  # answered by this run
+    failed: int                    # failed in this run
     seconds: float
     out: str
+    retried: int = 0               # failed records removed to be run again (retry_failed)
+    skipped_records: int = 0       # unusable question records left out (skip_bad)
+    failed_total: int = 0          # selected questions whose record says failed, after the run
+    failure_reasons: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every selected question has a successful record."""
+        return self.failed_total == 0
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+def _require(path: str, kind: str, what: str, missing_ok: bool = False) -> None:
+    """``path`` is ``kind`` ('file' or 'a folder'), else a DatasetError saying what it is."""
+    found = path_kind(path)
+    if found == "missing":
+        if missing_ok:
+            return
+        raise DatasetError(f"{what} {path} does not exist")
+    if found != kind:
+        article = {"file": "a file"}
+        raise DatasetError(f"{what} {path} is {article.get(found, found)}, not "
+                           f"{article.get(kind, kind)}")
 
 
-def read_predictions(path: Path, repair: bool = True) -> list[dict[str, Any]]:
-    """Records of a predictions file. A torn last line (killed mid-write) is ignored and, with
-    ``repair`` (the runner, before it appends), cut off the file; readers of a run that may
-    still be writing (reports) pass ``repair=False``."""
-    if not path.exists():
+# -- the predictions file ------------------------------------------------------------------------
+
+def _read_lines(path: Path, repair: bool) -> list[tuple[bytes, dict[str, Any]]]:
+    """(raw line, record) of a predictions file. A torn last line (killed mid-write) is ignored
+    and, with ``repair``, cut off the file. Lines are split at b"\\n" only: a U+2028 inside a
+    prompt is text, not a line break."""
+    kind = path_kind(path)
+    if kind == "missing":
         return []
+    if kind != "file":
+        raise RunMismatchError(f"{path} is {kind}, not a predictions file")
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         keep = data.rfind(b"\n") + 1
@@ -96,15 +165,48 @@ def read_predictions(path: Path, repair: bool = True) -> list[dict[str, Any]]:
             with open(path, "r+b") as handle:
                 handle.truncate(keep)
         data = data[:keep]
-    records = []
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise RunMismatchError(f"{path}:{number} is not valid JSON: {exc.msg}") from exc
-    return records
+    out = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = loads_record(line)
+        except JSONRecordError as exc:
+            raise RunMismatchError(f"{path}:{number} is damaged ({exc}); delete "
+                                   f"{path.parent} to start the run over") from None
+        if not isinstance(record, dict) or not isinstance(record.get("data_id"), str):
+            raise RunMismatchError(f"{path}:{number} is not a prediction record of rag-vqa")
+        out.append((line, record))
+    return out
 
+
+def read_predictions(path: Path, repair: bool = True) -> list[dict[str, Any]]:
+    """Records of a predictions file in file order. Readers of a run that may still be writing
+    (reports) pass ``repair=False``."""
+    return [record for _, record in _read_lines(Path(path), repair)]
+
+
+def latest_records(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One record per question: the last one written."""
+    return {r["data_id"]: r for r in records}
+
+
+def _drop_records(path: Path, data_ids: set[str]) -> None:
+    """Rewrite the predictions without the records of ``data_ids``, atomically: a kill leaves
+    the old file or the new one, and a dropped question is simply not done yet."""
+    kept = [line + b"\n" for line, record in _read_lines(path, repair=True)
+            if record["data_id"] not in data_ids]
+    atomic_write_bytes(path, b"".join(kept))
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    # a string that is not valid Unicode (an exception message quoting an undecodable file
+    # name) must not stop the run: it is written with U+FFFD in its place
+    return (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8",
+                                                                              "replace")
+
+
+# -- inputs ------------------------------------------------------------------------------------
 
 def select_questions(questions: list[EvalQuestion], spec: RunSpec) -> list[EvalQuestion]:
     index, count = spec.shard
@@ -114,30 +216,96 @@ def select_questions(questions: list[EvalQuestion], spec: RunSpec) -> list[EvalQ
     return chosen[: spec.limit] if spec.limit is not None else chosen
 
 
-def _prepare_out(spec: RunSpec, pipeline: RagVQA) -> Path:
+def _check_references(spec: RunSpec) -> None:
+    """Load the reference data the report will score with, through the scorers' own loaders,
+    so that a problem there stops the run before it starts, not after it."""
+    from .metrics import load_evqa_references, load_infoseek_references
+
+    if spec.retrieval_only or spec.dataset == "ret-jsonl" or \
+            (spec.dataset == "infoseek" and not spec.qtypes):
+        return
+    try:
+        if spec.dataset == "infoseek":
+            load_infoseek_references(spec.questions, spec.qtypes)
+        else:
+            load_evqa_references(spec.questions)
+    except (ValueError, OSError, csv.Error) as exc:  # decoding errors are ValueErrors
+        hint = " (or pass --retrieval-only)" if spec.dataset == "evqa" else \
+            " (or leave out --qtypes to skip scoring answers)"
+        raise DatasetError(f"the report could not score against {spec.questions}: {exc}. Fix "
+                           f"the file{hint}") from exc
+
+
+def check_inputs(spec: RunSpec) -> tuple[list[EvalQuestion], int, ImageLocator]:
+    """Every input checked: the selected questions, how many records were skipped, and the
+    image locator. Raises DatasetError / ValueError before anything is loaded or written."""
+    spec.check()
+    found = read_questions(spec.dataset, spec.questions, qtypes=spec.qtypes, withkb=spec.withkb,
+                           skip_bad=spec.skip_bad)
+    locator = ImageLocator(spec.dataset, spec.images, spec.image_map)
+    _check_references(spec)
+    return select_questions(found.questions, spec), found.skipped, locator
+
+
+# -- the run folder ----------------------------------------------------------------------------
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else f"{text[:28]}...{text[-28:]}"
+
+
+def _differences(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    """'key.path: was X, now Y' for each differing item; a part only one side has is one line."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for key in sorted(set(saved) | set(now)):
+            name = f"{prefix}.{key}" if prefix else key
+            if key not in saved or key not in now:
+                out.append(f"{name}: was {_short(saved[key]) if key in saved else '(none)'}, "
+                           f"now {_short(now[key]) if key in now else '(none)'}")
+            else:
+                out.extend(_differences(saved[key], now[key], name))
+        return out
+    return [] if saved == now else [f"{prefix}: was {_short(saved)}, now {_short(now)}"]
+
+
+def _prepare_out(spec: RunSpec, pipeline: RagVQA, identity: dict[str, Any]) -> Path:
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / RUN_FILE
-    identity = spec.identity()
-    if path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("identity") != identity:
-            changed = sorted(k for k in identity if saved.get("identity", {}).get(k) !=
-                             identity[k])
-            raise RunMismatchError(f"{out} holds a run with other inputs (differs in: "
-                                   f"{', '.join(changed)}); use another --out")
+    what_to_do = f"Use another --out, or delete {out} to start over."
+    if path_kind(path) != "missing":
+        try:
+            saved = loads_record(path.read_bytes())
+            saved_identity = saved["identity"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RunMismatchError(f"{path} is unreadable ({exc}). {what_to_do}") from None
+        if not isinstance(saved_identity, dict) or \
+                saved_identity.get("version") != IDENTITY_VERSION:
+            raise RunMismatchError(f"{out} holds a run started by another version of rag-vqa, "
+                                   f"whose inputs cannot be compared. {what_to_do}")
+        differences = _differences(saved_identity, identity)
+        if differences:
+            listed = "\n  ".join(differences[:12])
+            more = f"\n  ... and {len(differences) - 12} more" if len(differences) > 12 else ""
+            raise RunMismatchError(f"{out} holds a run of other inputs; continuing it would mix "
+                                   f"predictions of both. What differs:\n  {listed}{more}\n"
+                                   f"{what_to_do}")
         # a restart may change what does not alter finished records (--limit, batch size):
         # the report must select what this run now covers
         record = {**saved, "spec": asdict(spec)}
     else:
+        if path_kind(out / PREDICTIONS) != "missing":
+            raise RunMismatchError(f"{out} holds {PREDICTIONS} but no {RUN_FILE}: it is not a "
+                                   f"run this version can continue. {what_to_do}")
         record = {"identity": identity, "spec": asdict(spec),
                   "config": pipeline.config.to_dict(),
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, record, default=str)
     return out
 
+
+# -- answering ----------------------------------------------------------------------------------
 
 def _failed(question: EvalQuestion, reason: str) -> dict[str, Any]:
     return {"data_id": question.data_id, "prediction": "", "status": "failed", "error": reason,
@@ -155,63 +323,113 @@ def _record(question: EvalQuestion, answer, evidence) -> dict[str, Any]:
             "status": "ok" if answer.error is None else "failed", "error": answer.error}
 
 
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+
+
+def failure_kind(error: str | None) -> str:
+    """A failure reason without its particulars (file:line, quoted ids, paths), so that the
+    same problem of many questions is counted as one."""
+    text = re.sub(r"^\S+:\d+(?: \(row \d+\))?: ", "", error or "unknown error")
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", text)
+    return re.sub(r"(?<![\w.])/\S+", "...", text)[:160]
+
+
+def _image(question: EvalQuestion, locator: ImageLocator) -> Any:
+    """The question's image (None without one); ImageLoadError etc. for a failed question."""
+    path = locator.find(question.image)
+    if question.image and path is None:
+        raise ImageLoadError(repr(question.image), f"not found under {locator.root}")
+    return load_image(path) if path else None
+
+
+def _answer(pipeline: RagVQA, spec: RunSpec, ready: list[tuple[EvalQuestion, Any]]
+            ) -> list[dict[str, Any]]:
+    items = [(image, q.question) for q, image in ready]
+    instructions = [q.instruction for q, _ in ready]
+    if spec.retrieval_only:
+        evidence = pipeline.retrieve_batch(items, spec.k, instructions)
+        return [_record(q, None, ev) for (q, _), ev in zip(ready, evidence)]
+    answers = pipeline.answer_batch(items, batch_size=spec.batch_size, k=spec.k,
+                                    instructions=instructions)
+    return [_record(q, answer, answer.evidence) for (q, _), answer in zip(ready, answers)]
+
+
+def _isolated(pipeline: RagVQA, spec: RunSpec, ready: list[tuple[EvalQuestion, Any]]
+              ) -> list[dict[str, Any]]:
+    """Answers for ``ready``; when the batch raises, each question alone, so that one bad
+    question fails by itself and its neighbours are still answered."""
+    try:
+        return _answer(pipeline, spec, ready)
+    except Exception as exc:  # noqa: BLE001 - isolation per question is the point
+        if len(ready) == 1:
+            logger.warning("question %s failed: %s", ready[0][0].data_id, _describe(exc))
+            return [_failed(ready[0][0], _describe(exc))]
+        logger.info("a batch of %d questions raised (%s); answering them one by one",
+                    len(ready), _describe(exc))
+        return [record for item in ready for record in _isolated(pipeline, spec, [item])]
+
+
 def _process(pipeline: RagVQA, spec: RunSpec, batch: list[EvalQuestion],
              locator: ImageLocator) -> list[dict[str, Any]]:
     records: dict[str, dict[str, Any]] = {}
     ready = []
     for q in batch:
+        if q.error is not None:
+            records[q.data_id] = _failed(q, q.error)
+            continue
         try:
-            path = locator.find(q.image)
-            if q.image and path is None:
-                records[q.data_id] = _failed(q, f"image {q.image!r} not found under "
-                                                f"{locator.root}")
-                continue
-            ready.append((q, load_image(path) if path else None))
-        except (ImageLoadError, UnsafeImagePath) as exc:
+            ready.append((q, _image(q, locator)))
+        except (ImageLoadError, UnsafeImagePath, OSError) as exc:
             records[q.data_id] = _failed(q, str(exc))
     if ready:
-        items = [(image, q.question) for q, image in ready]
-        instructions = [q.instruction for q, _ in ready]
-        if spec.retrieval_only:
-            evidence = pipeline.retrieve_batch(items, spec.k, instructions)
-            for (q, _), ev in zip(ready, evidence):
-                records[q.data_id] = _record(q, None, ev)
-        else:
-            answers = pipeline.answer_batch(items, batch_size=spec.batch_size, k=spec.k,
-                                            instructions=instructions)
-            for (q, _), answer in zip(ready, answers):
-                records[q.data_id] = _record(q, answer, answer.evidence)
-    return [records[q.data_id] for q in batch]
+        for record in _isolated(pipeline, spec, ready):
+            records[record["data_id"]] = record
+    return [records.get(q.data_id) or _failed(q, "the pipeline returned no result")
+            for q in batch]
 
 
 def run_eval(spec: RunSpec, pipeline: RagVQA | None = None,
              show_progress: bool | None = None) -> RunSummary:
     """Answer (or only retrieve for) every selected question, appending as it goes."""
-    questions = select_questions(load_questions(spec.dataset, spec.questions,
-                                                qtypes=spec.qtypes, withkb=spec.withkb), spec)
-    locator = ImageLocator(spec.dataset, spec.images, spec.image_map)
+    questions, skipped, locator = check_inputs(spec)
     if pipeline is None:
-        overrides = {"index": {"path": spec.index}} if spec.index else {}
-        pipeline = RagVQA.from_config(spec.config, **overrides)
+        index: dict[str, Any] = {"path": spec.index} if spec.index else {}
+        if spec.verify:
+            index["verify"] = spec.verify
+        if spec.allow_retriever_mismatch:
+            index["allow_retriever_mismatch"] = True
+        pipeline = RagVQA.from_config(spec.config, **({"index": index} if index else {}))
     pipeline.check()
-    out = _prepare_out(spec, pipeline)
+    out = _prepare_out(spec, pipeline, spec.identity(pipeline))
     predictions = out / PREDICTIONS
-    done = {r["data_id"] for r in read_predictions(predictions)}
+    done = latest_records(read_predictions(predictions))
+    retry = {q.data_id for q in questions if done.get(q.data_id, {}).get("status") == "failed"} \
+        if spec.retry_failed else set()
+    if retry:
+        logger.info("running %d failed questions again", len(retry))
+        _drop_records(predictions, retry)
+        done = {k: v for k, v in done.items() if k not in retry}
     todo = [q for q in questions if q.data_id not in done]
     start = time.perf_counter()
     answered = failed = 0
     bar = tqdm(total=len(questions), initial=len(questions) - len(todo), unit="question",
                desc="evaluating", disable=not (len(todo) > 20 if show_progress is None
                                                else show_progress))
-    with bar, open(predictions, "a", encoding="utf-8") as handle:
+    with bar, open(predictions, "ab") as handle:
         for begin in range(0, len(todo), spec.batch_size):
             batch = todo[begin:begin + spec.batch_size]
             for record in _process(pipeline, spec, batch, locator):
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.write(_encode(record))
+                done[record["data_id"]] = record
                 failed += record["status"] == "failed"
                 answered += record["status"] == "ok"
             handle.flush()
             os.fsync(handle.fileno())
             bar.update(len(batch))
+    final = [done[q.data_id] for q in questions if q.data_id in done]
+    reasons = Counter(failure_kind(r.get("error")) for r in final if r["status"] == "failed")
     return RunSummary(len(questions), len(questions) - len(todo), answered, failed,
-                      round(time.perf_counter() - start, 3), str(out))
+                      round(time.perf_counter() - start, 3), str(out), retried=len(retry),
+                      skipped_records=skipped, failed_total=sum(reasons.values()),
+                      failure_reasons=reasons.most_common(5))

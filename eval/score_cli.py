@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 def register(eval_subparsers: Any) -> argparse.ArgumentParser:
     """Add ``score`` (with ``infoseek`` and ``evqa``) to the ``eval`` sub-command group."""
+    # here, not at the top: importing rag_vqa loads torch, and this module must not
+    from rag_vqa.cli_args import device, positive_int
+
     score = eval_subparsers.add_parser(
         "score", help="score a predictions file with the official InfoSeek / E-VQA rules",
         description="Score predictions (JSONL with data_id and prediction) exactly as the "
@@ -52,9 +55,9 @@ def register(eval_subparsers: Any) -> argparse.ArgumentParser:
                      help="fall back to BEM answer equivalence when exact match fails, as the "
                           f"official score does; MODEL is a hub id or folder (default "
                           f"{DEFAULT_BEM_MODEL})")
-    evqa.add_argument("--bem-device", default=None, help="device for BEM: cpu (default), "
-                                                         "cuda, cuda:N or auto")
-    evqa.add_argument("--bem-batch-size", type=int, default=32, help="BEM batch size")
+    evqa.add_argument("--bem-device", type=device, default=None,
+                      help="device for BEM: cpu (default), cuda, cuda:N or auto")
+    evqa.add_argument("--bem-batch-size", type=positive_int, default=32, help="BEM batch size")
     _add_common(evqa)
     evqa.set_defaults(handler=_cmd_score_evqa)
     return score
@@ -69,13 +72,24 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _write_details(path: str, rows: Iterable[dict[str, Any]]) -> None:
+def _check_details(path: str | None) -> None:
+    """Refuse a --details path that cannot be written before anything is scored."""
+    if path is None:
+        return
+    from retriever.fileio import path_kind
+
     out = Path(path)
-    if out.parent and not out.parent.exists():
+    if path_kind(out.parent) != "a folder":
         raise FileNotFoundError(f"folder {out.parent} does not exist (for --details {path})")
-    with out.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    kind = path_kind(out)
+    if kind not in ("missing", "file"):
+        raise ValueError(f"--details {path} is {kind}, not a file")
+
+
+def _write_details(path: str, rows: Iterable[dict[str, Any]]) -> None:
+    from retriever.fileio import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _coverage_lines(cov: Coverage) -> list[str]:
@@ -97,6 +111,7 @@ def _coverage_lines(cov: Coverage) -> list[str]:
 def _cmd_score_infoseek(args: argparse.Namespace) -> int:
     from .metrics.infoseek import load_infoseek_references, score_infoseek
 
+    _check_details(args.details)
     references = load_infoseek_references(args.references, args.qtypes)
     predictions = load_predictions(args.predictions)
     result = score_infoseek(predictions, references, allow_missing=args.allow_missing)
@@ -124,8 +139,7 @@ def _cmd_score_infoseek(args: argparse.Namespace) -> int:
 def _cmd_score_evqa(args: argparse.Namespace) -> int:
     from .metrics.evqa import load_evqa_references, score_evqa
 
-    if args.bem_batch_size < 1:
-        raise ValueError("--bem-batch-size must be at least 1")
+    _check_details(args.details)
     references = load_evqa_references(args.references)
     predictions = load_predictions(args.predictions)
     bem = None

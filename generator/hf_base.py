@@ -4,6 +4,7 @@ the first line, streaming, and failure isolation (one bad item never sinks a bat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from transformers import TextIteratorStreamer
 
+from retriever.hub import HubUnavailableError, hub_access
 from retriever.runtime import resolve_device, resolve_dtype
 
 from .base import AnswerStream, GeneratedAnswer, Generator, GeneratorLoadError, QAItem
@@ -22,7 +24,7 @@ from .config import GeneratorConfig
 from .postprocess import clean_answer
 from .prompts import BuiltPrompt, PromptBuilder, PromptTooLongError, as_context_passages
 
-__all__ = ["HFGenerator", "PreparedItem", "model_load_kwargs"]
+__all__ = ["HFGenerator", "PreparedItem", "model_load_kwargs", "prepare_hub_load"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,20 @@ def model_load_kwargs(config: GeneratorConfig) -> tuple[dict[str, Any], torch.de
             bnb_4bit_compute_dtype=dtype)
         kwargs.setdefault("device_map", "auto")
     return kwargs, device
+
+
+def prepare_hub_load(config: GeneratorConfig) -> GeneratorConfig:
+    """The config to load with: ``local_files_only`` when the hub is unreachable but the model
+    is cached; GeneratorLoadError at once (not after minutes of retries) when neither."""
+    try:
+        local = hub_access(config.model, "generator model",
+                           filename=config.gguf_file or "config.json", revision=config.revision,
+                           local_files_only=config.local_files_only)
+    except HubUnavailableError as exc:
+        raise GeneratorLoadError(f"cannot load generator model {config.model!r} "
+                                 f"({config.kind}): {exc}") from exc
+    return config if local == config.local_files_only else \
+        dataclasses.replace(config, local_files_only=local)
 
 
 def load_error(config: GeneratorConfig, exc: Exception) -> GeneratorLoadError:

@@ -15,7 +15,7 @@ from retriever.images import load_image
 
 from .base import GeneratorLoadError, QAItem
 from .config import GeneratorConfig
-from .hf_base import HFGenerator, PreparedItem, load_error, model_load_kwargs
+from .hf_base import HFGenerator, PreparedItem, load_error, model_load_kwargs, prepare_hub_load
 from .prompts import as_context_passages
 
 __all__ = ["ImageTextToTextGenerator"]
@@ -45,7 +45,9 @@ class ImageTextToTextGenerator(HFGenerator):
 
     @classmethod
     def load(cls, config: GeneratorConfig) -> "ImageTextToTextGenerator":
-        kwargs, device = model_load_kwargs(config)
+        kwargs, device = model_load_kwargs(config)   # settings first: cheapest, most specific
+        config = prepare_hub_load(config)
+        kwargs["local_files_only"] = config.local_files_only
         try:
             processor = _load_processor(config.model, config)
             model = AutoModelForImageTextToText.from_pretrained(config.model, **kwargs)

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .base import QAItem
 from .config import GeneratorConfig
-from .hf_base import HFGenerator, PreparedItem, load_error, model_load_kwargs
+from .hf_base import HFGenerator, PreparedItem, load_error, model_load_kwargs, prepare_hub_load
 from .prompts import as_context_passages
 
 __all__ = ["CausalLMGenerator"]
@@ -30,7 +30,9 @@ class CausalLMGenerator(HFGenerator):
 
     @classmethod
     def load(cls, config: GeneratorConfig) -> "CausalLMGenerator":
-        kwargs, device = model_load_kwargs(config)
+        kwargs, device = model_load_kwargs(config)   # settings first: cheapest, most specific
+        config = prepare_hub_load(config)
+        kwargs["local_files_only"] = config.local_files_only
         extra = {"gguf_file": config.gguf_file} if config.gguf_file else {}
         try:
             tokenizer = AutoTokenizer.from_pretrained(

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 
 from generator import GeneratorLoadError
 from retriever import CheckpointError, ConfigError, ImageLoadError, ProcessorLoadError
+from retriever.hub import HubUnavailableError
 
 from . import __version__
+from .cli_args import device, dtype, positive_int
 from .cli_pipeline import register as register_pipeline_commands
 from .cli_train import register as register_train_commands
 from .indexing.cli import register as register_index_commands
@@ -26,7 +28,16 @@ __all__ = ["main", "build_parser"]
 logger = logging.getLogger("rag_vqa")
 
 USER_ERRORS = (CheckpointError, ConfigError, ImageLoadError, ProcessorLoadError, ValueError,
-               FileNotFoundError, FileExistsError, GeneratorLoadError)
+               FileNotFoundError, FileExistsError, GeneratorLoadError, HubUnavailableError)
+
+
+class UsageError(Exception):
+    """A command line argparse refused; raised instead of exiting so --json can report it."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: error: {message}", self.format_usage())
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -34,12 +45,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help=f"hub id or folder of a ReT checkpoint; 'tiny' for the untrained tiny "
                              f"model; 'auto' (default) uses {DEFAULT_RETRIEVER} when already "
                              "downloaded, else 'tiny'")
-    parser.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
-    parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    parser.add_argument("--device", type=device, default=None,
+                        help="cpu (default), cuda, cuda:N or auto")
+    parser.add_argument("--dtype", type=dtype, default=None,
+                        help="float32 (default), bfloat16 or float16")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rag-vqa",
         description="Retrieval-augmented visual question answering with ReT.")
     parser.add_argument("--version", action="version", version=f"rag-vqa {__version__}")
@@ -54,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="encode a built-in sample (flags with passages) and rank it for "
                      "image+question queries, with timings")
     _add_model_options(demo)
-    demo.add_argument("-k", type=int, default=3, help="results shown per query (default 3)")
-    demo.add_argument("--batch-size", type=int, default=8)
+    demo.add_argument("-k", type=positive_int, default=3,
+                      help="results shown per query (default 3)")
+    demo.add_argument("--batch-size", type=positive_int, default=8)
     demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.set_defaults(handler=_cmd_retriever_demo)
 
@@ -143,26 +157,48 @@ def _configure_logging(verbosity: int) -> None:
     hf_logging.set_verbosity_error() if verbosity < 2 else hf_logging.set_verbosity_info()
 
 
+EXIT_CODES = {"usage": 2, "input": 2, "failure": 1, "interrupted": 130}
+
+
+def _report_error(message: str, kind: str, exc: BaseException | None, as_json: bool) -> int:
+    """One error, as text on stderr or (under --json) as one JSON object on stdout."""
+    if as_json:
+        print(json.dumps({"error": message, "kind": kind,
+                          "type": type(exc).__name__ if exc is not None else None,
+                          "exit_code": EXIT_CODES[kind]}, ensure_ascii=False))
+    else:
+        print(message if kind == "usage" else
+              f"rag-vqa: {'error' if kind == 'input' else 'failed'}: {message}"
+              if kind != "interrupted" else "rag-vqa: interrupted", file=sys.stderr)
+    return EXIT_CODES[kind]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        message, usage = exc.args
+        if not as_json:
+            print(usage, end="", file=sys.stderr)
+        return _report_error(message, "usage", exc, as_json)
+    as_json = bool(getattr(args, "json", False))
     _configure_logging(args.verbose)
     try:
         return args.handler(args)
     except USER_ERRORS as exc:
         if args.verbose >= 2:
             logger.exception("failed")
-        print(f"rag-vqa: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("rag-vqa: interrupted", file=sys.stderr)
-        return 130
+        return _report_error(str(exc), "input", exc, as_json)
+    except KeyboardInterrupt as exc:
+        return _report_error("interrupted", "interrupted", exc, as_json)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         if args.verbose >= 2:
             logger.exception("failed")
-        print(f"rag-vqa: failed: {type(exc).__name__}: {exc} (run with -vv for details)",
-              file=sys.stderr)
-        return 1
+        return _report_error(f"{type(exc).__name__}: {exc} (run with -vv for details)",
+                             "failure", exc, as_json)
 
 
 if __name__ == "__main__":

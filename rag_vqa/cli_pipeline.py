@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from retriever.fileio import require_file
+from retriever.index.storage import VERIFY_LEVELS
+
+from .cli_args import device, port, positive_int
 from .config import PROFILES
 from .pipeline import Answer, RagVQA
 from .quickstart import choose_profile, default_cache, run_quickstart, sample_pipeline
 
-__all__ = ["register", "add_pipeline_options", "pipeline_from_args"]
+__all__ = ["register", "add_pipeline_options", "pipeline_from_args", "add_demo_options"]
 
 
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +33,17 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                        help="use the bundled sample knowledge base (indexed on first use)")
     group.add_argument("--retriever", help="retriever hub id or folder (overrides the profile)")
     group.add_argument("--generator", help="generator hub id or folder (overrides the profile)")
-    group.add_argument("--device", help="cpu, cuda, cuda:N or auto (both models)")
-    group.add_argument("--max-new-tokens", type=int, help="answer length limit")
+    group.add_argument("--device", type=device,
+                       help="cpu, cuda, cuda:N or auto (both models)")
+    group.add_argument("--max-new-tokens", type=positive_int, help="answer length limit")
+    group.add_argument("--verify", choices=VERIFY_LEVELS, default=None,
+                       help="how much of the index and knowledge base to check when they load: "
+                            "full (default: every file's digest, ~0.5 s per 10 GB), size, or "
+                            "none (only the manifests' seals; for huge indexes on trusted "
+                            "storage)")
+    group.add_argument("--allow-retriever-mismatch", action="store_true", default=None,
+                       help="search an index built with other retriever weights (normally "
+                            "refused: its vectors do not match the queries)")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -42,10 +55,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.device:
         out.setdefault("retriever", {})["device"] = args.device
         out.setdefault("generator", {})["device"] = args.device
-    if args.max_new_tokens:
+    if args.max_new_tokens is not None:
         out.setdefault("generator", {})["max_new_tokens"] = args.max_new_tokens
-    if getattr(args, "k", None):
+    if getattr(args, "k", None) is not None:
         out["k"] = args.k
+    if args.verify is not None:
+        out.setdefault("index", {})["verify"] = args.verify
+    if args.allow_retriever_mismatch:
+        out.setdefault("index", {})["allow_retriever_mismatch"] = True
     return out
 
 
@@ -69,7 +86,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     ask = commands.add_parser("ask", help="answer a question about a photo, with evidence")
     ask.add_argument("image", help="image file")
     ask.add_argument("question")
-    ask.add_argument("--k", type=int, default=None, help="passages to retrieve (default 5)")
+    ask.add_argument("--k", type=positive_int, default=None,
+                     help="passages to retrieve (default 5)")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
     add_pipeline_options(ask)
     ask.set_defaults(handler=_cmd_ask)
@@ -84,8 +102,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     demo = commands.add_parser("demo", help="start the Gradio demo (python app.py)")
     add_pipeline_options(demo)
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=7860)
+    add_demo_options(demo)
     demo.set_defaults(handler=_cmd_demo)
 
 
@@ -107,11 +124,10 @@ def _print_answer(answer: Answer) -> None:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
+    require_file(args.image, "image")  # before any model loads
     pipe, note = pipeline_from_args(args)
     if note:
         print(f"NOTE: {note}", file=sys.stderr)
-    if not Path(args.image).is_file():
-        raise FileNotFoundError(f"image {args.image} does not exist")
     answer = pipe.answer(args.image, args.question, k=args.k)
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
@@ -143,14 +159,35 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_demo_options(parser: argparse.ArgumentParser) -> None:
+    """The demo's own options, shared by ``rag-vqa demo`` and ``python app.py``."""
+    group = parser.add_argument_group("demo")
+    group.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    group.add_argument("--port", type=port, default=7860, help="TCP port (default 7860)")
+    group.add_argument("--concurrency", type=positive_int, default=1, metavar="N",
+                       help="questions answered at the same time (default 1: every visitor "
+                            "shares one copy of the models; raise it only with memory to spare)")
+    group.add_argument("--max-queue", type=positive_int, default=32, metavar="N",
+                       help="questions that may wait (default 32); beyond that a visitor is "
+                            "told the demo is busy and to try again")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Run app.py as a program (it is a face over this package, never imported by it)."""
+    """Become ``python -m app`` (app.py is a face over this package, never imported by it).
+
+    The process is replaced, not given a child: SIGTERM and SIGINT reach the server itself, so
+    stopping ``rag-vqa demo`` stops the demo."""
+    options = argparse.ArgumentParser(add_help=False)
+    add_pipeline_options(options)
+    add_demo_options(options)
     argv: list[str] = []
-    for name in ("config", "profile", "index", "kb", "retriever", "generator", "device",
-                 "max_new_tokens", "host", "port"):
-        value = getattr(args, name)
-        if value is not None:
-            argv += [f"--{name.replace('_', '-')}", str(value)]
-    if args.sample:
-        argv.append("--sample")
-    return subprocess.call([sys.executable, "-m", "app", *argv])
+    for action in options._actions:  # every option both parsers share, forwarded as given
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or value is None or value is False:
+            continue
+        flag = max(action.option_strings, key=len)
+        argv += [flag] if value is True else [flag, str(value)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "app", *argv])  # returns only by raising

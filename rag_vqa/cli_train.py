@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from .cli_args import non_negative_int, positive_int
 from .loading import DEFAULT_RETRIEVER
 
 __all__ = ["register"]
@@ -60,31 +61,35 @@ def register(commands: argparse._SubParsersAction) -> None:
     data.add_argument("--hard-negatives",
                       help="JSONL of data_id + hard_negatives ids, or the predictions.jsonl of "
                            "`rag-vqa eval run --retrieval-only` (mined with our index)")
-    data.add_argument("--hard-negatives-top", type=int,
+    data.add_argument("--hard-negatives-top", type=positive_int,
                       help="use the first N ids of each mined list (default 20)")
     model = train.add_argument_group("model and schedule")
     model.add_argument("--retriever", help=f"checkpoint to start from: hub id or folder "
                                            f"(default {DEFAULT_RETRIEVER}), or 'tiny'")
     model.add_argument("--output-dir", help="where checkpoints, metrics and the model go")
-    model.add_argument("--max-steps", type=int, help="optimiser steps")
-    model.add_argument("--eval-every", type=int, help="validate every N steps (0: at the end)")
-    model.add_argument("--save-every", type=int, help="checkpoint every N steps (0: at the end)")
-    model.add_argument("--batch-size", type=int, help="queries per process and micro-batch")
-    model.add_argument("--grad-accumulation", type=int, help="micro-batches per step")
+    model.add_argument("--max-steps", type=positive_int, help="optimiser steps")
+    model.add_argument("--eval-every", type=non_negative_int,
+                       help="validate every N steps (0: at the end)")
+    model.add_argument("--save-every", type=non_negative_int,
+                       help="checkpoint every N steps (0: at the end)")
+    model.add_argument("--batch-size", type=positive_int,
+                       help="queries per process and micro-batch")
+    model.add_argument("--grad-accumulation", type=positive_int, help="micro-batches per step")
     model.add_argument("--lr", type=float, help="peak learning rate")
-    model.add_argument("--warmup-steps", type=int)
+    model.add_argument("--warmup-steps", type=non_negative_int)
     model.add_argument("--temperature", type=float, help="logit temperature (initial value)")
     model.add_argument("--learn-temperature", action="store_true", default=None)
     model.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
     model.add_argument("--cache-features", action="store_true", default=None,
                        help="compute frozen backbone states once and reuse them (fast epochs)")
-    model.add_argument("--unfreeze-last-blocks", type=int,
+    model.add_argument("--unfreeze-last-blocks", type=non_negative_int,
                        help="also train the last N blocks of each backbone")
-    model.add_argument("--hard-negatives-per-query", type=int,
+    model.add_argument("--hard-negatives-per-query", type=non_negative_int,
                        help="hard negatives appended to each query's candidates")
     model.add_argument("--report-to", nargs="+", choices=["jsonl", "tensorboard", "wandb"])
     model.add_argument("--seed", type=int)
-    model.add_argument("--num-workers", type=int, help="DataLoader workers decoding images")
+    model.add_argument("--num-workers", type=non_negative_int,
+                       help="DataLoader workers decoding images")
     train.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
                        help="continue the run in --output-dir (or from CHECKPOINT)")
     train.add_argument("--json", action="store_true", help="print the result as JSON")

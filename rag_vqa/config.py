@@ -60,6 +60,15 @@ class IndexSettings:
     kb: str | None = None
     images: str | None = None          # overrides the KB's image root
     search: dict[str, Any] = field(default_factory=dict)   # nprobe, candidates, ndocs, rescore
+    # how much of the index and KB to check at load: "full" (every file's digest, the default),
+    # "size" or "none" (only the manifests' seals; for huge indexes on trusted storage)
+    verify: str = "full"
+    # search an index with a retriever whose weights differ from the one that built it
+    allow_retriever_mismatch: bool = False
+
+    def __post_init__(self) -> None:
+        if self.verify not in ("full", "size", "none"):
+            raise ValueError(f"index.verify must be full, size or none, got {self.verify!r}")
 
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -82,6 +91,9 @@ class RagConfig:
     index: IndexSettings = field(default_factory=IndexSettings)
     generator: GeneratorConfig = field(
         default_factory=lambda: GeneratorConfig(model="llava-hf/llava-1.5-7b-hf"))
+    # set by load_config: True when the file or the caller chose retriever.model; otherwise an
+    # index's own retriever (recorded in its manifest) wins over the profile's default
+    retriever_explicit: bool = field(default=False, metadata={"internal": True})
 
     @property
     def is_tiny(self) -> bool:
@@ -102,7 +114,7 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_keys(section: str, values: Mapping[str, Any], cls: type) -> None:
-    known = [f.name for f in fields(cls)]
+    known = [f.name for f in fields(cls) if not f.metadata.get("internal")]
     for key in values:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
@@ -119,10 +131,31 @@ def _build(cls: type, section: str, values: Any) -> Any:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[{section}]: {exc}") from exc
     for f in fields(cls):
-        value = getattr(obj, f.name)
-        if f.type in ("int", int) and not isinstance(value, int):
-            raise ConfigError(f"{section}.{f.name} must be an integer, got {value!r}")
+        _check_type(f"{section}.{f.name}", getattr(obj, f.name), str(f.type))
     return obj
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,),
+                                       "str": (str,)}
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """The simple annotations config fields use (``int``, ``str | None``, ``dict[...]``)."""
+    kinds = [part.strip() for part in annotation.split("|")]
+    if value is None and "None" in kinds:
+        return
+    for kind in kinds:
+        if kind.startswith("dict") and isinstance(value, Mapping):
+            return
+        allowed = _TYPES.get(kind)
+        if allowed is None:
+            return  # a type this check does not describe: the dataclass validates it
+        if isinstance(value, allowed) and (kind in ("bool",) or not isinstance(value, bool)):
+            return
+    words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+             "None": "unset"}
+    wanted = " or ".join(words.get(k, "a table" if k.startswith("dict") else k) for k in kinds)
+    raise ConfigError(f"{name} must be {wanted}, got {value!r}")
 
 
 def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None,
@@ -145,6 +178,8 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None,
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
     raw = _merge(raw, overrides)
     _check_keys("", raw, RagConfig)
+    explicit = isinstance(raw.get("retriever"), Mapping) and raw["retriever"].get("model") \
+        is not None
     profile = raw.get("profile", "default")
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -154,6 +189,8 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None,
         raise ConfigError(f"k must be a positive integer, got {k!r}")
     generator = dict(merged.get("generator", {}))
     _check_keys("generator.", generator, GeneratorConfig)
+    if generator.get("model") == TINY:  # the same alias the retriever has
+        generator["model"] = TINY_GENERATOR_NAME
     try:
         generator_config = GeneratorConfig.from_dict(generator)
     except (TypeError, ValueError) as exc:
@@ -162,4 +199,4 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None,
                      retriever=_build(RetrieverSettings, "retriever",
                                       merged.get("retriever", {})),
                      index=_build(IndexSettings, "index", merged.get("index", {})),
-                     generator=generator_config)
+                     generator=generator_config, retriever_explicit=bool(explicit))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from retriever import CheckpointError, ProcessorLoadError, ReTRetriever
+from retriever.runtime import resolve_device, resolve_dtype
 from retriever.tiny import TINY_NAME, build_tiny_retriever
 
 __all__ = ["DEFAULT_RETRIEVER", "LoadedRetriever", "load_retriever", "TINY_WARNING"]
@@ -24,9 +26,10 @@ class LoadedRetriever:
     is_tiny: bool
     note: str = ""
 
-    def identity(self) -> dict[str, str]:
+    def identity(self) -> dict[str, Any]:
         """The retriever's name and fingerprints: what indexes and evaluation runs record."""
-        return {"name": self.name, "config_sha256": self.model.config_fingerprint()}
+        return {"name": self.name, "config_sha256": self.model.config_fingerprint(),
+                "weights_xxh3": self.model.weights_fingerprint(), "is_tiny": self.is_tiny}
 
 
 def load_retriever(name: str = "auto", device: str | None = None,
@@ -34,9 +37,10 @@ def load_retriever(name: str = "auto", device: str | None = None,
     """``"tiny"``: a seeded random tiny model (offline smoke runs). ``"auto"``: the default
     released checkpoint if it is already downloaded, else the tiny model, saying so. Anything
     else: a hub id or a local folder, loaded with ReTRetriever.from_pretrained."""
-    if name == "tiny":
-        model = build_tiny_retriever(seed=0)
-        return LoadedRetriever(model.to(device or "cpu"), TINY_NAME, True, TINY_WARNING)
+    if name in ("tiny", TINY_NAME):
+        dev = resolve_device(device)
+        model = build_tiny_retriever(seed=0).to(device=dev, dtype=resolve_dtype(dtype, dev))
+        return LoadedRetriever(model, TINY_NAME, True, TINY_WARNING)
     if name == "auto":
         try:
             model = ReTRetriever.from_pretrained(DEFAULT_RETRIEVER, device, dtype,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import QAItem
+from generator.tiny import TINY_GENERATOR_NAME
 from retriever.images import ImageInput, load_image
 
 from .components import Components
@@ -87,6 +88,7 @@ class RagVQA:
         generator=Generator, index=MultiVectorIndex, store=PassageStore) to share."""
         self.config = config
         self.components = Components(config, **preloaded)
+        self.components.check_names()
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | Mapping[str, Any] | None = None,
@@ -200,35 +202,61 @@ class RagVQA:
         return evidence
 
     # -- answering -----------------------------------------------------------------------------
+    @property
+    def note(self) -> str:
+        """What every answer must say about the models that gave it (from the models loaded,
+        not the names configured: an index may bring its own retriever)."""
+        tiny = self.components.retriever.is_tiny or \
+            self.config.generator.model == TINY_GENERATOR_NAME
+        return TINY_NOTE if tiny else ""
+
     def _models(self) -> dict[str, str]:
         return {"retriever": self.components.retriever.name,
                 "generator": self.config.generator.model}
 
     def answer(self, image: ImageInput, question: str, k: int | None = None,
                max_new_tokens: int | None = None) -> Answer:
-        return self.answer_batch([(image, question)], k=k, max_new_tokens=max_new_tokens)[0]
+        """One answer; an image or question that cannot be used raises ValueError (in a batch
+        it marks only its own Answer)."""
+        item = (self._image(image), _question(question))
+        return self.answer_batch([item], k=k, max_new_tokens=max_new_tokens)[0]
 
     def answer_batch(self, items: Sequence[tuple[ImageInput, str]], batch_size: int | None = None,
                      k: int | None = None, max_new_tokens: int | None = None,
                      instructions: Sequence[str | None] | None = None) -> list[Answer]:
-        """Answers in input order for (image, question) pairs, retrieval batched."""
+        """Answers in input order for (image, question) pairs, retrieval batched. An item whose
+        image or question cannot be used gets an Answer with ``error`` set; the others are
+        answered as if it were not there."""
         start = time.perf_counter()
-        images = [self._image(image) for image, _ in items]
-        questions = [_question(q) for _, q in items]
-        evidence, timings = self._retrieve_many(images, questions, k or self.config.k,
-                                                instructions)
-        generator = self.components.generator
+        instructions = list(instructions) if instructions else [None] * len(items)
+        ready: list[tuple[int, Any, str]] = []
+        failed: dict[int, tuple[str, str]] = {}
+        for i, (image, question) in enumerate(items):
+            try:
+                ready.append((i, self._image(image), _question(question)))
+            except ValueError as exc:
+                shown = question if isinstance(question, str) else repr(question)[:200]
+                failed[i] = (shown, str(exc))
+        evidence, timings = self._retrieve_many(
+            [image for _, image, _ in ready], [q for _, _, q in ready], k or self.config.k,
+            [instructions[i] for i, _, _ in ready]) if ready else ([], {})
+        outputs = []
         t0 = time.perf_counter()
-        outputs = generator.answer_batch(
-            [QAItem(q, image, ev) for q, image, ev in zip(questions, images, evidence)],
-            batch_size=batch_size, max_new_tokens=max_new_tokens)
-        generate = (time.perf_counter() - t0) / max(1, len(items))
+        if ready:
+            outputs = self.components.generator.answer_batch(
+                [QAItem(q, image, ev) for (_, image, q), ev in zip(ready, evidence)],
+                batch_size=batch_size, max_new_tokens=max_new_tokens)
+        generate = (time.perf_counter() - t0) / max(1, len(ready))
         total = (time.perf_counter() - start) / max(1, len(items))
-        note = TINY_NOTE if self.config.is_tiny else ""
-        return [Answer(q, out.answer, out.raw, out.prompt, ev, list(out.passage_ids),
-                       {**timings, "generate": generate, "total": total}, self._models(), note,
-                       out.error)
-                for q, ev, out in zip(questions, evidence, outputs)]
+        note, models = self.note, self._models()
+        answers: list[Answer | None] = [None] * len(items)
+        for (i, _, q), ev, out in zip(ready, evidence, outputs):
+            answers[i] = Answer(q, out.answer, out.raw, out.prompt, ev, list(out.passage_ids),
+                                {**timings, "generate": generate, "total": total}, models, note,
+                                out.error)
+        for i, (question, error) in failed.items():
+            answers[i] = Answer(question, "", "", "", [], [], {}, models, note, error)
+        return answers  # type: ignore[return-value]
 
     def stream(self, image: ImageInput, question: str, k: int | None = None,
                max_new_tokens: int | None = None) -> StreamingAnswer:
@@ -246,7 +274,7 @@ class RagVQA:
             return Answer(question, out.answer, out.raw, out.prompt, evidence[0],
                           list(out.passage_ids),
                           {**timings, "generate": now - t0, "total": now - start},
-                          self._models(), TINY_NOTE if self.config.is_tiny else "", out.error)
+                          self._models(), self.note, out.error)
 
         return StreamingAnswer(evidence[0], iter(stream), finish)
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retriever.index.storage import read_manifest as read_index_manifest
+
 from .config import PROFILES, TINY, RagConfig, load_config
 from .indexing import build_index
-from .kb import import_kb
-from .kb.manifest import read_manifest
+from .kb import PassageStore, import_kb
 from .loading import load_retriever
 from .pipeline import Answer, RagVQA
 from .samples import SAMPLE_KB, question_image, sample_questions
@@ -63,10 +64,26 @@ def _slug(name: str) -> str:
 
 def _kb_ready(folder: Path) -> bool:
     try:
-        read_manifest(folder)  # raises unless the import completed
+        PassageStore.open(folder).close()  # raises unless complete, current and intact
         return True
     except (OSError, ValueError):
         return False
+
+
+def _index_ready(folder: Path) -> bool:
+    try:
+        read_index_manifest(folder)  # the index's load verifies the rest
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _built_from(index: Path, kb: Path) -> bool:
+    """Whether the cached index was built from this very KB (a re-import changes its digest)."""
+    with PassageStore.open(kb, verify="none") as store:
+        digest = store.digest
+    recorded = read_index_manifest(index)["metadata"].get("kb") or {}
+    return recorded.get("digest") == digest
 
 
 def sample_pipeline(profile: str = TINY, cache: Path | None = None,
@@ -75,15 +92,17 @@ def sample_pipeline(profile: str = TINY, cache: Path | None = None,
     cache = cache or default_cache()
     config: RagConfig = load_config(None, profile=profile, **overrides)
     kb = cache / "kb"
-    if not _kb_ready(kb):
+    if not _kb_ready(kb):  # absent, unfinished, damaged or from an older version: (re)import
         logger.info("importing the sample knowledge base into %s", kb)
-        import_kb("ret-jsonl", SAMPLE_KB / "passages.jsonl", kb, SAMPLE_KB, progress=False)
+        import_kb("ret-jsonl", SAMPLE_KB / "passages.jsonl", kb, SAMPLE_KB, progress=False,
+                  resume=False)
     loaded = load_retriever(config.retriever.model, config.retriever.device,
                             config.retriever.dtype)
     index = cache / f"index-{_slug(loaded.name)}-{loaded.model.config_fingerprint()[:8]}"
-    if not (index / "manifest.json").exists():
+    if not _index_ready(index) or not _built_from(index, kb):
         logger.info("indexing the sample with %s into %s", loaded.name, index)
-        build_index(kb, loaded, index, method="exact", workers=0, show_progress=False)
+        build_index(kb, loaded, index, method="exact", workers=0, show_progress=False,
+                    overwrite=True)
     return RagVQA(load_config(None, profile=profile, index={"path": str(index), "kb": str(kb)},
                               **overrides), retriever=loaded)
 

@@ -20,6 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .hub import HubUnavailableError, hub_access
+
 __all__ = [
     "CheckpointError",
     "tower_key_map",
@@ -242,6 +244,11 @@ def resolve_pretrained_dir(name_or_path: str | os.PathLike, *, revision: str | N
         HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
         RevisionNotFoundError)
 
+    try:
+        local_files_only = hub_access(name, "ReT retriever", revision=revision,
+                                      cache_dir=cache_dir, local_files_only=local_files_only)
+    except HubUnavailableError as exc:
+        raise CheckpointError(f"cannot load ReT retriever: {exc}") from exc
     try:
         return Path(snapshot_download(name, revision=revision, cache_dir=cache_dir,
                                       local_files_only=local_files_only, token=token,

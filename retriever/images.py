@@ -4,19 +4,24 @@ Accepts PIL images, paths and raw bytes; any PIL mode (RGBA, LA, P with transpar
 16-bit and 32-bit grey, float) becomes 8-bit RGB. By default the alpha channel is dropped, as the
 CLIP image processor of transformers 4.45 (the one the released ReT model ran with) does, so
 features match the reference; ``background=`` composites onto a colour instead. High bit-depth
-grey is scaled to 8 bits (Pillow alone would clip it). EXIF orientation is applied. Unreadable, truncated and oversized
-("decompression bomb") files raise :class:`ImageLoadError` naming the file.
+grey is scaled to 8 bits (Pillow alone would clip it). EXIF orientation is applied. Unreadable,
+truncated and oversized ("decompression bomb") files raise :class:`ImageLoadError` naming the
+file; so does a path that is not a regular file, saying what it is (a folder, a FIFO, a device),
+without ever opening it: a FIFO would block and /dev/zero would never end.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
 from pathlib import Path
-from typing import Union
+from typing import IO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .fileio import path_kind
 
 __all__ = ["ImageInput", "ImageLoadError", "DEFAULT_MAX_PIXELS", "load_image", "to_rgb"]
 
@@ -78,6 +83,24 @@ def _describe(source: ImageInput, label: str | None) -> str:
     return str(source)
 
 
+def _open_regular_file(path: Path, name: str) -> IO[bytes]:
+    """``path`` opened for reading if it is a regular file; otherwise ImageLoadError saying what
+    it is. Opened non-blocking and checked again on the open descriptor, so a file swapped for a
+    FIFO in between cannot block either."""
+    kind = path_kind(path)
+    if kind != "file":
+        raise ImageLoadError(name, "no such file" if kind == "missing" else
+                             f"it is {kind}, not an image file")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ImageLoadError(name, f"cannot open it ({exc.strerror})") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageLoadError(name, "it is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def load_image(source: ImageInput, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                label: str | None = None, background: tuple[int, int, int] | None = None
                ) -> Image.Image:
@@ -91,19 +114,17 @@ def load_image(source: ImageInput, *, max_pixels: int | None = DEFAULT_MAX_PIXEL
     if isinstance(source, (bytes, bytearray)):
         opener = io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise ImageLoadError(name, "no such file" if not path.exists() else "not a file")
-        opener = path
+        opener = _open_regular_file(Path(source), name)
     else:
         raise ImageLoadError(name, f"expected a PIL image, a path or bytes, got "
                                    f"{type(source).__name__}")
     try:
-        with Image.open(opener) as image:
+        with opener, Image.open(opener) as image:
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
-                raise ImageLoadError(name, f"{width}x{height} = {width * height} pixels exceeds the "
-                                           f"limit of {max_pixels} (possible decompression bomb)")
+                raise ImageLoadError(name, f"{width}x{height} = {width * height} pixels exceeds "
+                                           f"the limit of {max_pixels} (possible decompression "
+                                           "bomb)")
             image.load()
             rgb = to_rgb(image, background)
             return rgb.copy() if rgb is image else rgb  # the file-backed original gets closed

@@ -15,8 +15,11 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+import xxhash
 from torch import nn
 
 from .checkpoint import (
@@ -26,7 +29,7 @@ from .configuration_ret import ConfigError, ReTRetrieverConfig
 from .encoding import encode_items
 from .images import ImageInput
 from .modeling_ret import BackboneStates, ReTEncoder, present_rows, run_backbones
-from .processing_ret import ReTInputs, ReTProcessor
+from .processing_ret import ProcessorLoadError, ReTInputs, ReTProcessor
 from .runtime import resolve_device, resolve_dtype
 
 __all__ = ["ReTRetriever", "RetrieverOutput", "DEFAULT_QUERY_INSTRUCTION"]
@@ -62,6 +65,15 @@ def _size_in_bytes(size: int | str) -> int:
     return int(text)
 
 
+def _weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    digest = xxhash.xxh3_128()
+    for key in sorted(state):
+        tensor = state[key].detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{key}:{tuple(tensor.shape)};".encode("utf-8"))
+        digest.update(np.ascontiguousarray(tensor.numpy()).view(np.uint8))
+    return digest.hexdigest()
+
+
 @dataclass
 class RetrieverOutput:
     """L2-normalised features of a query batch and a passage batch."""
@@ -88,8 +100,54 @@ class ReTRetriever(nn.Module):
                 config.passage_config,
                 text_model=q.text_model if config.share_text_models else None,
                 vision_model=q.vision_model if config.share_vision_models else None)
-        self.query_processor = processor
-        self.document_processor = document_processor or processor
+        self._query_processor = processor
+        self._document_processor = document_processor or processor
+        # (checkpoint folder, hub options): processors load on first use from there, so a
+        # checkpoint holding only config.json and weights loads and runs on tensors
+        self._processor_source: tuple[str, dict[str, Any]] | None = None
+        self._fingerprint: tuple[str, tuple] | None = None
+
+    # -- processors (tokenizer + image processor), loaded when first needed -----------------------
+    @property
+    def query_processor(self) -> ReTProcessor | None:
+        if self._query_processor is None and self._processor_source is not None:
+            self._load_processors()
+        return self._query_processor
+
+    @query_processor.setter
+    def query_processor(self, value: ReTProcessor | None) -> None:
+        self._query_processor = value
+
+    @property
+    def document_processor(self) -> ReTProcessor | None:
+        if self._document_processor is None and self._processor_source is not None:
+            self._load_processors()
+        return self._document_processor
+
+    @document_processor.setter
+    def document_processor(self, value: ReTProcessor | None) -> None:
+        self._document_processor = value
+
+    def _load_processors(self) -> None:
+        folder, hub = self._processor_source
+        qc, pc = self.config.query_config, self.config.passage_config
+        query = ReTProcessor.for_checkpoint(folder, qc.text_config, qc.vision_config, **hub)
+        document = query if self.shares_backbones else ReTProcessor.for_checkpoint(
+            folder, pc.text_config, pc.vision_config, **hub)
+        self._query_processor, self._document_processor = query, document
+        self._processor_source = None
+
+    def processor(self, which: str) -> ReTProcessor:
+        """The processor of the ``"query"`` or ``"document"`` tower, loading it if needed."""
+        if which not in ("query", "document"):
+            raise ValueError(f"which must be 'query' or 'document', got {which!r}")
+        proc = self.query_processor if which == "query" else self.document_processor
+        if proc is None:
+            raise ProcessorLoadError(
+                "this retriever has no processor (tokenizer and image processor) to turn texts "
+                "and images into tensors: load it with from_pretrained from a folder that holds "
+                "them (or whose config names its backbones), or pass processor=ReTProcessor(...)")
+        return proc
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -131,6 +189,21 @@ class ReTRetriever(nn.Module):
         canonical = json.dumps(clean(self.config.to_dict()), sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
+    def _weights_state(self) -> tuple:
+        return tuple((p.data_ptr(), p._version) for p in self.parameters())
+
+    def weights_fingerprint(self) -> str:
+        """xxh3-128 of every weight as float32, in the released key order. Indexes record it next
+        to the config fingerprint: a fine-tuned copy of the same architecture differs here. A
+        checkpoint loaded in bfloat16 keeps the fingerprint of its stored weights; it is
+        recomputed whenever a weight changes (training)."""
+        state = self._weights_state()
+        if self._fingerprint is not None and self._fingerprint[1] == state:
+            return self._fingerprint[0]
+        digest = _weights_digest(self.released_state_dict())
+        self._fingerprint = (digest, state)
+        return digest
+
     def released_state_dict(self) -> dict[str, torch.Tensor]:
         state = self.state_dict()
         return {released: state[ours] for released, ours in self.released_key_map().items()}
@@ -159,19 +232,17 @@ class ReTRetriever(nn.Module):
         with _skip_weight_init():
             model = cls(config)
         model.load_released_weights(folder)
-        if load_processor:
-            hub = dict(cache_dir=cache_dir, local_files_only=local_files_only, token=token)
-            qc, pc = config.query_config, config.passage_config
-            model.query_processor = ReTProcessor.for_checkpoint(folder, qc.text_config,
-                                                                qc.vision_config, **hub)
-            if model.shares_backbones:
-                model.document_processor = model.query_processor
-            else:
-                model.document_processor = ReTProcessor.for_checkpoint(
-                    folder, pc.text_config, pc.vision_config, **hub)
+        if load_processor:  # loaded on first use: the towers work on tensors without one
+            model._processor_source = (str(folder), dict(cache_dir=cache_dir,
+                                                         local_files_only=local_files_only,
+                                                         token=token))
         model.config.name_or_path = str(name_or_path)
+        digest = _weights_digest(model.released_state_dict()) if dt != torch.float32 else None
+        model = model.to(device=dev, dtype=dt).eval()
+        if digest is not None:  # of the stored weights, before rounding to the new dtype
+            model._fingerprint = (digest, model._weights_state())
         logger.info("loaded ReT retriever %s (%s, %s)", name_or_path, dev, dt)
-        return model.to(device=dev, dtype=dt).eval()
+        return model
 
     @staticmethod
     def load_config(folder: str | os.PathLike) -> ReTRetrieverConfig:
@@ -200,9 +271,15 @@ class ReTRetriever(nn.Module):
         config["torch_dtype"] = str(self.dtype).removeprefix("torch.")
         atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_sharded_safetensors(self.released_state_dict(), folder, _size_in_bytes(max_shard_size))
-        if self.query_processor is not None:
-            self.query_processor.save_pretrained(folder)
-        if self.document_processor is not self.query_processor:
+        try:
+            query_processor = self.query_processor
+        except ProcessorLoadError as exc:
+            logger.warning("saved without a processor (%s); the folder needs the backbones' "
+                           "tokenizer and image processor to encode texts and images", exc)
+            return
+        if query_processor is not None:
+            query_processor.save_pretrained(folder)
+        if self.document_processor is not query_processor:
             logger.warning("the document tower uses its own backbones; only the query tower's "
                            "processor was saved, the document processor loads from its "
                            "backbone name")
@@ -245,13 +322,6 @@ class ReTRetriever(nn.Module):
                                enc_d.head(p_states, p.text_mask, p.image_mask))
 
     # -- lists in, features out ----------------------------------------------------------------
-    def _processor(self, which: str) -> ReTProcessor:
-        proc = self.query_processor if which == "query" else self.document_processor
-        if proc is None:
-            raise RuntimeError("this retriever has no processor (tokenizer and image processor); "
-                               "load it with from_pretrained or pass processor=ReTProcessor(...)")
-        return proc
-
     def encode_queries(self, texts: Sequence[str | None], images: Sequence[ImageInput] | None = None,
                        *, batch_size: int = 32, instruction: str | None = None,
                        show_progress: bool | None = None) -> torch.Tensor:
@@ -259,7 +329,7 @@ class ReTRetriever(nn.Module):
         ``instruction`` (e.g. DEFAULT_QUERY_INSTRUCTION) to prefix it as ReT was trained."""
         if instruction:
             texts = [f"{instruction} {t}" if t else instruction for t in texts]
-        return encode_items(self.query_encoder, self._processor("query"), texts, images,
+        return encode_items(self.query_encoder, self.processor("query"), texts, images,
                             batch_size=batch_size, show_progress=show_progress,
                             desc="encoding queries")
 
@@ -267,7 +337,7 @@ class ReTRetriever(nn.Module):
                          images: Sequence[ImageInput] | None = None, *, batch_size: int = 32,
                          show_progress: bool | None = None) -> torch.Tensor:
         """Document features (N, 32, 128), float32 on CPU; an image may be None, a text empty."""
-        return encode_items(self.document_encoder, self._processor("document"), texts, images,
+        return encode_items(self.document_encoder, self.processor("document"), texts, images,
                             batch_size=batch_size, show_progress=show_progress,
                             desc="encoding documents")
 

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, PretrainedConfig
 
+from .hub import HubUnavailableError, hub_access
 from .images import DEFAULT_MAX_PIXELS, ImageInput, load_image
 
 __all__ = ["ReTInputs", "ReTProcessor", "ProcessorLoadError", "MISSING_IMAGE_SIZE"]
@@ -86,9 +87,14 @@ def _load_tokenizer(source: str | os.PathLike, config: PretrainedConfig | None =
     """``config`` (the text backbone's) tells AutoTokenizer the tokenizer family, so it does not
     read the folder's config.json, which describes the whole retriever."""
     try:
+        hub = {**hub, "local_files_only": hub_access(
+            str(source), "tokenizer", cache_dir=hub.get("cache_dir"),
+            filename="tokenizer_config.json", local_files_only=bool(hub.get("local_files_only")))}
         if config is not None:
             hub = {**hub, "config": config}
         return AutoTokenizer.from_pretrained(str(source), **hub)
+    except HubUnavailableError as exc:
+        raise ProcessorLoadError(f"cannot load the text backbone's tokenizer: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise ProcessorLoadError(f"cannot load the text backbone's tokenizer from {source}: {exc}"
                                  ) from exc
@@ -96,10 +102,17 @@ def _load_tokenizer(source: str | os.PathLike, config: PretrainedConfig | None =
 
 def _load_image_processor(source: str | os.PathLike, **hub: Any):
     try:
+        hub = {**hub, "local_files_only": hub_access(
+            str(source), "image processor", cache_dir=hub.get("cache_dir"),
+            filename="preprocessor_config.json",
+            local_files_only=bool(hub.get("local_files_only")))}
         try:  # transformers >= 5: choose the PIL backend (no torchvision dependency)
             return AutoImageProcessor.from_pretrained(str(source), backend="pil", **hub)
         except TypeError:
             return AutoImageProcessor.from_pretrained(str(source), **hub)
+    except HubUnavailableError as exc:
+        raise ProcessorLoadError(f"cannot load the vision backbone's image processor: {exc}") \
+            from exc
     except (OSError, ValueError) as exc:
         raise ProcessorLoadError(f"cannot load the vision backbone's image processor from {source}:"
                                  f" {exc}") from exc

@@ -1,43 +1,20 @@
 """The demo in a real browser: headless Chromium (Debian's chromium + chromium-driver) drives the
 app on localhost, uploads a sample photo, asks, and checks that the answer and the evidence
-appear. A screenshot is saved to test-artifacts/demo.png."""
+appear, then that an error replaces both. Screenshots are saved to test-artifacts/demo.png and
+demo-error.png."""
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from rag_vqa.samples import FLAGS, question_image, sample_questions
+from tests.test_app_process import demo_process
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 180) -> None:
-    """Until the app accepts connections on the loopback port it was given."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the app exited early:\n{proc.stdout.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"the app did not listen on port {port}")
 
 
 @pytest.fixture()
@@ -63,23 +40,13 @@ def browser(tmp_path):
 
 @pytest.fixture()
 def app_url(tmp_path):
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--sample", "--profile", "tiny",
-                             "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_listening(port, proc)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with demo_process(tmp_path) as run:
+        yield run.url + "/"
 
 
 def test_ask_about_a_sample_photo_in_the_browser(browser, app_url):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -105,3 +72,15 @@ def test_ask_about_a_sample_photo_in_the_browser(browser, app_url):
     assert "UNTRAINED" in answer.text
     assert sum(t in table.text for t in titles) >= 1
     assert (ARTIFACTS / "demo.png").stat().st_size > 10_000
+
+    # an error replaces the answer and the evidence: nothing stale stays on screen
+    box = browser.find_element(By.CSS_SELECTOR, "#question textarea")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.BACKSPACE)  # as a person would (clear() bypasses the page's events)
+    browser.find_element(By.CSS_SELECTOR, "#ask").click()
+    error = wait.until(lambda d: d.find_element(By.ID, "answer")
+                       if "Error" in d.find_element(By.ID, "answer").text else False)
+    assert "type a question" in error.text and "UNTRAINED" not in error.text
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#evidence img"))
+    assert not any(t in browser.find_element(By.ID, "evidence-table").text for t in titles)
+    browser.save_screenshot(str(ARTIFACTS / "demo-error.png"))

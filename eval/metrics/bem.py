@@ -58,12 +58,18 @@ class BEMScorer:
 
         from retriever.runtime import resolve_device
 
+        from retriever.hub import HubUnavailableError, hub_access
+
         device = resolve_device(self.device_name)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.model_id,
-                                                      local_files_only=self.local_files_only)
+            local = hub_access(self.model_id, "BEM model", local_files_only=self.local_files_only)
+        except HubUnavailableError as exc:
+            raise BEMLoadError(f"cannot load the BEM model: {exc} (or score without BEM: "
+                               "--no-bem)") from exc
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.model_id, local_files_only=local)
             model = AutoModelForSequenceClassification.from_pretrained(
-                self.model_id, local_files_only=self.local_files_only)
+                self.model_id, local_files_only=local)
         except Exception as exc:  # noqa: BLE001 - hub, file and format errors all end here
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BEMLoadError(

@@ -3,13 +3,15 @@ report that the official scorers lack (they silently skip missing and unknown id
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+# retriever.fileio and rag_vqa.kb.records are imported where they are used: importing their
+# packages loads torch, and ``import eval.metrics`` must stay free of model libraries
 
 __all__ = [
     "MAX_LISTED_IDS", "MetricsInputError", "MissingPredictionsError", "Prediction", "Coverage",
@@ -38,33 +40,46 @@ class Prediction:
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for every non-blank line; anything but a JSON object is an
-    error naming the file and line."""
+    """Yield (line number, object) for every non-blank line; anything but a JSON object (and
+    what the careful reader of retriever.fileio refuses: deep nesting, invalid UTF-8, lone
+    surrogates) is an error naming the file, line and field. A byte-order mark is accepted."""
+    from retriever.fileio import JSONRecordError, check_json_value, read_jsonl_records, \
+        require_file
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    with path.open("r", encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise MetricsInputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise MetricsInputError(f"{path}:{lineno}: expected a JSON object, got "
-                                        f"{type(obj).__name__}")
-            yield lineno, obj
+    try:
+        require_file(path)
+    except ValueError as exc:
+        raise MetricsInputError(str(exc)) from None
+    for lineno, obj, error in read_jsonl_records(path):
+        try:
+            if error is not None:
+                raise error
+            check_json_value(obj)
+        except JSONRecordError as exc:
+            invalid = exc.reason.startswith("invalid JSON: ")
+            raise MetricsInputError(f"{path}:{lineno}: not valid JSON ({exc.reason[14:]})"
+                                    if invalid else f"{path}:{lineno}: {exc}") from None
+        if not isinstance(obj, dict):
+            raise MetricsInputError(f"{path}:{lineno}: expected a JSON object, got "
+                                    f"{type(obj).__name__}")
+        yield lineno, obj
 
 
 def coerce_id(value: Any, where: str) -> str:
-    """Ids are compared as strings; integers are accepted (E-VQA row numbers)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise MetricsInputError(f"{where}: 'data_id' must be a string or an integer, got "
-                            f"{type(value).__name__}")
+    """Ids are compared as strings; integers are accepted (E-VQA row numbers). Ids follow the
+    project's one rule (not blank, not too long, no control character)."""
+    from rag_vqa.kb.records import id_problem
+
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise MetricsInputError(f"{where}: 'data_id' must be a string or an integer, got "
+                                f"{type(value).__name__}")
+    problem = id_problem(value)
+    if problem:
+        raise MetricsInputError(f"{where}: 'data_id': {problem}")
+    return str(value)
 
 
 def _prediction(obj: Mapping[str, Any], where: str) -> Prediction:

@@ -104,6 +104,16 @@ def load_evqa_references(csv_path: str | Path) -> dict[str, EVQAReference]:
     path = Path(csv_path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return _read_evqa_references(path)
+    except UnicodeDecodeError as exc:
+        raise MetricsInputError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") \
+            from None
+    except csv.Error as exc:
+        raise MetricsInputError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def _read_evqa_references(path: Path) -> dict[str, EVQAReference]:
     refs: dict[str, EVQAReference] = {}
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)

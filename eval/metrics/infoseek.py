@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (Coverage, MetricsInputError, Prediction, build_coverage, check_coverage,
-                     normalize_prediction_records, percent, read_jsonl)
+                     coerce_id, normalize_prediction_records, percent, read_jsonl)
 
 __all__ = [
     "normalize_answer", "parse_numerical", "numerical_correct", "InfoSeekReference",
@@ -130,7 +130,7 @@ def _load_qtypes(path: str | Path) -> dict[str, str]:
         for key in ("data_id", "question_type"):
             if key not in obj:
                 raise MetricsInputError(f"{where}: missing required field {key!r}")
-        qtypes[str(obj["data_id"])] = _canonical_type(obj["question_type"], where)
+        qtypes[coerce_id(obj["data_id"], where)] = _canonical_type(obj["question_type"], where)
     return qtypes
 
 
@@ -167,7 +167,7 @@ def load_infoseek_references(reference_path: str | Path, qtype_path: str | Path
         for key in ("data_id", "answer_eval", "data_split"):
             if key not in obj:
                 raise MetricsInputError(f"{where}: missing required field {key!r}")
-        data_id = str(obj["data_id"])
+        data_id = coerce_id(obj["data_id"], where)
         if data_id not in qtypes:
             raise MetricsInputError(f"{where}: data_id {data_id!r} is not in the question type "
                                     f"file {qtype_path}")

@@ -7,7 +7,6 @@ records the retriever (name and config fingerprint), the knowledge base and the 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -49,12 +48,8 @@ class IndexBuildReport:
         return asdict(self)
 
 
-def _kb_identity(kb_folder: Path) -> dict[str, Any]:
-    manifest_path = kb_folder / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return {"path": str(kb_folder.resolve()),
-            "sha256": manifest.get("sqlite_sha256") or manifest.get("sha256"),
-            "passages": manifest.get("counts", {}).get("passages")}
+def _kb_identity(store: PassageStore) -> dict[str, Any]:
+    return {"path": str(store.folder.resolve()), "digest": store.digest, "passages": len(store)}
 
 
 def build_index(kb_folder: str | Path, retriever: LoadedRetriever, out: str | Path, *,
@@ -71,18 +66,17 @@ def build_index(kb_folder: str | Path, retriever: LoadedRetriever, out: str | Pa
     with PassageStore.open(kb_folder) as store:
         total = len(store)
         doc_ids = store.ids()
+        kb = _kb_identity(store)
     if total == 0:
         raise ValueError(f"knowledge base {kb_folder} has no passages")
     model = retriever.model
-    fingerprint = {"name": retriever.name, "config_sha256": model.config_fingerprint(),
-                   "is_tiny": retriever.is_tiny}
-    kb = _kb_identity(kb_folder)
+    fingerprint = retriever.identity()
     shards = ShardSet(out / "encode", total, shard_size)
     resuming = shards.check_plan({"kb": kb, "retriever": fingerprint, "shard_size": shard_size,
                                   "dtype": str(model.dtype), "passages": total})
     if resuming:
         logger.info("resuming the unfinished build in %s", out)
-    encoder, processor = model.document_encoder, model._processor("document")
+    encoder, processor = model.document_encoder, model.processor("document")
     bar = tqdm(total=total, desc="encoding passages", unit="passage",
                disable=not (total > 256 if show_progress is None else show_progress))
     with bar:

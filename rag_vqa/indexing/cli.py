@@ -6,9 +6,15 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 from retriever.index import MultiVectorIndex
+from retriever.index.storage import VERIFY_LEVELS
 
+from ..cli_args import device, dtype, non_negative_int, positive_int
+from ..kb import PassageStore
+from ..kb.errors import KBError
 from ..loading import DEFAULT_RETRIEVER, load_retriever
 from .build import DEFAULT_SHARD_SIZE, build_index
 
@@ -28,24 +34,33 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help=f"hub id or folder of a ReT checkpoint, 'tiny', or 'auto' (default: "
                             f"{DEFAULT_RETRIEVER} when downloaded, else tiny)")
     build.add_argument("--out", required=True, help="index folder to create")
-    build.add_argument("--batch-size", type=int, default=32)
-    build.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
-    build.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    build.add_argument("--batch-size", type=positive_int, default=32)
+    build.add_argument("--device", type=device, default=None,
+                       help="cpu (default), cuda, cuda:N or auto")
+    build.add_argument("--dtype", type=dtype, default=None,
+                       help="float32 (default), bfloat16 or float16")
     build.add_argument("--method", choices=["plaid", "exact"], default="plaid")
     build.add_argument("--nbits", type=int, choices=[2, 4, 8], default=4)
-    build.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+    build.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
                        help="passages per resumable shard")
-    build.add_argument("--workers", type=int, default=min(4, max(1, (os.cpu_count() or 2) - 1)),
-                       help="DataLoader worker processes decoding images")
+    build.add_argument("--workers", type=non_negative_int,
+                       default=min(4, max(1, (os.cpu_count() or 2) - 1)),
+                       help="DataLoader worker processes decoding images (0: in-process)")
     build.add_argument("--keep-shards", action="store_true",
                        help="keep the float16 shards after indexing")
-    build.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    build.add_argument("--overwrite", action="store_true",
+                       help="replace an existing index (built beside it; the old one stays "
+                            "usable until the new one is complete)")
     build.add_argument("--json", action="store_true", help="print the build report as JSON")
     build.set_defaults(handler=_cmd_build)
 
     info = actions.add_parser("info", help="check an index and describe it")
     info.add_argument("index")
-    info.add_argument("--verify", choices=["full", "size", "none"], default="full")
+    info.add_argument("--verify", nargs="?", const="full", default="size",
+                      choices=VERIFY_LEVELS,
+                      help="--verify (= full): check the digest of every file of the index and "
+                           "of its knowledge base, and the knowledge base's SQLite integrity; "
+                           "default 'size': sizes, shapes and the manifests' seals")
     info.add_argument("--json", action="store_true")
     info.set_defaults(handler=_cmd_info)
 
@@ -72,24 +87,56 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_kb(recorded: dict[str, Any] | None, level: str) -> dict[str, Any]:
+    """The index's knowledge base: found, intact at ``level``, the one the index was built from."""
+    if not recorded or not recorded.get("path"):
+        return {"status": "unknown", "detail": "the index records no knowledge base"}
+    out: dict[str, Any] = {"path": recorded["path"], "verified": level}
+    if not Path(recorded["path"]).is_dir():
+        return {**out, "status": "not found",
+                "detail": "moved or deleted; pass --kb to the commands that use this index"}
+    try:
+        with PassageStore.open(recorded["path"], verify=level) as store:
+            out["passages"] = len(store)
+            if level == "full":
+                store.check_integrity()
+            if recorded.get("digest") and recorded["digest"] != store.digest:
+                return {**out, "status": "different", "detail": "not the knowledge base the "
+                        "index was built from (re-imported or replaced): rebuild the index"}
+    except KBError as exc:
+        return {**out, "status": "damaged", "detail": str(exc)}
+    return {**out, "status": "ok"}
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     index = MultiVectorIndex.load(args.index, verify=args.verify)
     manifest = index.manifest
+    kb = _check_kb(manifest["metadata"].get("kb"), args.verify)
     info = {"path": str(index.path), "method": index.method, "documents": len(index),
             "rows": index.num_rows, "dims": manifest["dims"], "params": manifest["params"],
             "resident_bytes": index.resident_bytes(), "created": manifest["created"],
-            "updated": manifest["updated"], "rebuild_advised": manifest["rebuild_advised"],
-            "retriever": manifest["metadata"].get("retriever"),
-            "kb": manifest["metadata"].get("kb"), "verified": args.verify}
+            "updated": manifest["updated"], "rebuild_advised": manifest.get("rebuild_advised"),
+            "retriever": manifest["metadata"].get("retriever"), "kb": kb,
+            "verified": args.verify, "digest": index.digest}
+    damaged = kb["status"] in ("damaged", "different")
     if args.json:
         print(json.dumps(info, indent=2))
-        return 0
+        return 2 if damaged else 0
     print(f"{info['path']}: {info['method']} index of {info['documents']} documents "
           f"({info['dims']['tokens']}x{info['dims']['dim']}), checked: {args.verify}")
     print(f"  parameters: {info['params']}")
     print(f"  memory for search: {info['resident_bytes']['per_document']} bytes/document")
-    if info["retriever"]:
-        print(f"  retriever: {info['retriever']['name']} (config {info['retriever']['config_sha256'][:12]})")
+    retriever = info["retriever"]
+    if retriever:
+        print(f"  retriever: {retriever.get('name')} (config "
+              f"{str(retriever.get('config_sha256'))[:12]}, weights "
+              f"{str(retriever.get('weights_xxh3'))[:12]})")
+    print(f"  knowledge base: {kb.get('path', '?')}: {kb['status']}"
+          + (f" ({kb['detail']})" if kb.get("detail") else ""))
     if info["rebuild_advised"]:
         print(f"  rebuild advised: {info['rebuild_advised']}")
+    if damaged:
+        print(f"rag-vqa: error: the knowledge base of {info['path']} is {kb['status']}: "
+              f"{kb['detail']}", file=sys.stderr)
+        return 2
     return 0

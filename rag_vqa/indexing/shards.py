@@ -1,7 +1,7 @@
 """Encoded passages on disk, one shard of consecutive KB rows at a time.
 
 A shard is ``shard-NNNNN.npy`` (float16, (rows, 32, 128)) plus ``shard-NNNNN.json`` (its rows,
-checksum and image report). Both are written to temporary names and renamed, the JSON last: a
+digest and image report). Both are written to temporary names and renamed, the JSON last: a
 shard counts as finished only when its JSON exists and the array matches it, so a build killed at
 any moment (even ``kill -9``) resumes from the last finished shard.
 """
@@ -9,15 +9,13 @@ any moment (even ``kill -9``) resumes from the last finished shard.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from retriever.index.storage import sha256_file
+from retriever.fileio import atomic_write, atomic_write_json, file_digest
 
 __all__ = ["ShardInfo", "ShardSet", "ShardedArray", "PlanMismatch"]
 
@@ -31,19 +29,10 @@ class ShardInfo:
     index: int
     start: int
     stop: int
-    sha256: str = ""
+    digest: str = ""                                      # xxh3-128 of the array file
     images: dict[str, int] = field(default_factory=dict)   # ok / none / missing / broken
     problems: list[dict[str, Any]] = field(default_factory=list)  # first few broken/missing
     seconds: float = 0.0
-
-
-def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class ShardSet:
@@ -80,7 +69,7 @@ class ShardSet:
                     f"{self.folder} holds an unfinished build with other inputs (differs in: "
                     f"{', '.join(changed)}); use another --out, or delete {self.folder}")
             return True
-        _atomic_json(path, plan)
+        atomic_write_json(path, plan, sort_keys=True)
         return False
 
     def finished(self, index: int, verify: bool = True) -> ShardInfo | None:
@@ -88,23 +77,26 @@ class ShardSet:
         info_path, array_path = self.info_path(index), self.array_path(index)
         if not info_path.exists() or not array_path.exists():
             return None
-        info = ShardInfo(**json.loads(info_path.read_text(encoding="utf-8")))
+        try:
+            info = ShardInfo(**json.loads(info_path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError):  # torn by hand, or written by an older version: redo
+            return None
         if (info.start, info.stop) != self.bounds(index):
             return None
-        if verify and sha256_file(array_path) != info.sha256:
+        if verify and file_digest(array_path) != info.digest:
             return None
         return info
 
     def write(self, info: ShardInfo, features: np.ndarray) -> ShardInfo:
-        fd, tmp = tempfile.mkstemp(prefix=".shard.", suffix=".npy", dir=self.folder)
-        os.close(fd)
-        try:
-            np.save(tmp, np.ascontiguousarray(features, dtype=np.float16))
-            os.replace(tmp, self.array_path(info.index))
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        info.sha256 = sha256_file(self.array_path(info.index))
-        _atomic_json(self.info_path(info.index), asdict(info))
+        array = np.ascontiguousarray(features, dtype=np.float16)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
+                np.save(handle, array)
+
+        atomic_write(self.array_path(info.index), write)
+        info.digest = file_digest(self.array_path(info.index))
+        atomic_write_json(self.info_path(info.index), asdict(info), sort_keys=True)
         return info
 
     def arrays(self) -> "ShardedArray":

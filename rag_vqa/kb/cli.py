@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from ..cli_args import non_negative_int, positive_int
 from .errors import KBError
 from .importer import import_kb
 from .readers import ARTICLE_FORMATS, FORMATS
@@ -38,11 +39,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     imp.add_argument("--out", required=True, metavar="KB", help="KB folder to write")
     imp.add_argument("--skip-bad", action="store_true",
                      help="skip and count malformed records instead of stopping at the first")
-    imp.add_argument("--limit", type=int, default=None, metavar="N",
+    imp.add_argument("--limit", type=non_negative_int, default=None, metavar="N",
                      help="import only the first N records (for a quick try)")
-    imp.add_argument("--max-tokens", type=int, default=75,
+    imp.add_argument("--max-tokens", type=positive_int, default=75,
                      help="token budget per passage, context prefix included (default 75)")
-    imp.add_argument("--overlap", type=int, default=16,
+    imp.add_argument("--overlap", type=non_negative_int, default=16,
                      help="tokens shared by consecutive pieces of a long paragraph (default 16)")
     imp.add_argument("--tokenizer", default=None, metavar="NAME_OR_PATH",
                      help="count tokens with this Hugging Face fast tokenizer (default: an "
@@ -60,6 +61,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                        help="image root to check against (default: the one given at import)")
     stats.add_argument("--check-images", action="store_true",
                        help="check which image files exist under the image root")
+    stats.add_argument("--verify", nargs="?", const="full", default="size",
+                       choices=("full", "size", "none"),
+                       help="--verify (= full): check the digest of the passages file and "
+                            "SQLite's integrity of every page; default 'size': the file's size "
+                            "and the manifest's seal")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=cmd_stats)
     return kb
@@ -69,9 +75,12 @@ def load_tokenizer(name: str) -> Any:
     """A fast Hugging Face tokenizer by hub id or folder, or a clear user error."""
     from transformers import AutoTokenizer
 
+    from retriever.hub import HubUnavailableError, hub_access
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError, ImportError) as exc:
+        local = hub_access(name, "tokenizer", filename="tokenizer_config.json")
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local)
+    except (OSError, ValueError, ImportError, HubUnavailableError) as exc:
         raise KBError(f"cannot load tokenizer {name!r}: {exc}") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise KBError(f"tokenizer {name!r} has no fast (Rust) version; splitting needs its "
@@ -108,15 +117,19 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    with PassageStore.open(args.kb, image_root=args.images) as store:
+    with PassageStore.open(args.kb, image_root=args.images, verify=args.verify) as store:
+        if args.verify == "full":
+            store.check_integrity()
         stats = store.stats(check_images=args.check_images)
         manifest = store.manifest or {}
     if args.json:
         print(json.dumps({"kb": args.kb, "format": manifest.get("format"),
                           "image_root": None if store.image_root is None else str(store.image_root),
+                          "verified": args.verify, "digest": store.digest,
                           **stats.to_dict()}, indent=2, ensure_ascii=False))
         return 0
-    print(f"{args.kb}  (format {manifest.get('format')}, image root {store.image_root})")
+    print(f"{args.kb}  (format {manifest.get('format')}, image root {store.image_root}, "
+          f"checked: {args.verify})")
     print(f"  passages {stats.passages}   articles {stats.articles}   with text {stats.with_text}"
           f"   empty text {stats.empty_text}")
     print(f"  image references {stats.with_image} ({stats.path_images} paths, {stats.url_images} "

@@ -21,6 +21,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from retriever.fileio import path_kind
+
 from .errors import (DuplicatePassageError, KBError, KBFormatError, KBStoreError,
                      ResumeMismatchError, UnsafeImagePath)
 from .imagerefs import check_image_ref
@@ -72,8 +74,9 @@ class _Counters:
         self.examples: list[dict[str, str]] = list(saved.get("bad_examples", []))
 
     def example(self, location: str, reason: str) -> None:
-        if len(self.examples) < MAX_BAD_EXAMPLES:
-            self.examples.append({"location": location, "reason": reason})
+        if len(self.examples) < MAX_BAD_EXAMPLES:  # kept in the manifest: must be valid UTF-8
+            self.examples.append({k: v.encode("utf-8", "backslashreplace").decode("utf-8")
+                                  for k, v in (("location", location), ("reason", reason))})
 
     def to_dict(self) -> dict[str, Any]:
         return {"bad_records": self.bad_records, "refused_image_paths": self.refused_image_paths,
@@ -198,8 +201,11 @@ def import_kb(format: str, source: str | Path, out_folder: str | Path,
     root = None
     if image_root is not None:
         root = Path(image_root).resolve()
-        if not root.is_dir():
-            raise KBError(f"image root not found (or not a folder): {image_root}")
+        kind = path_kind(root)
+        if kind != "a folder":
+            raise KBError(f"image root not found: {image_root}" if kind == "missing" else
+                          f"image root {image_root} is {'a file' if kind == 'file' else kind}"
+                          ", not a folder")
     if fmt in ARTICLE_FORMATS:
         splitter = splitter or PassageSplitter()
     elif splitter is not None:

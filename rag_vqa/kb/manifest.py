@@ -2,57 +2,52 @@
 
 The manifest is written atomically (temporary file + rename) and only once the import is done, so
 a folder whose manifest is missing or says ``"complete": false`` is an unfinished import and is
-never opened as a knowledge base by mistake.
+never opened as a knowledge base by mistake. A complete manifest records the size and xxh3 digest
+of ``passages.sqlite`` and is sealed with the digest of itself: an edited manifest or a rewritten
+passage is refused when the knowledge base is opened.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from retriever.fileio import DIGEST, CorruptFileError, atomic_write_json, check_seal, seal
 
 from .errors import KBStoreError
 
 __all__ = ["KB_KIND", "KB_FORMAT_VERSION", "MANIFEST_NAME", "SQLITE_NAME", "write_json_atomic",
-           "read_manifest", "sha256_file"]
+           "write_sealed_manifest", "read_manifest", "sqlite_entry"]
 
 KB_KIND = "rag-vqa-knowledge-base"
-KB_FORMAT_VERSION = 1
+KB_FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 SQLITE_NAME = "passages.sqlite"
 
+write_json_atomic = atomic_write_json
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write ``data`` as JSON so that readers see either the old file or the complete new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+
+def write_sealed_manifest(folder: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Seal and publish a complete manifest; returns what was written."""
+    sealed = seal(manifest)
+    atomic_write_json(Path(folder) / MANIFEST_NAME, sealed)
+    return sealed
+
+
+def sqlite_entry(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The recorded size and digest of ``passages.sqlite``."""
+    entry = (manifest.get("files") or {}).get(SQLITE_NAME)
+    if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int) or \
+            not isinstance(entry.get(DIGEST), str):
+        raise KBStoreError(f"the manifest does not record the size and {DIGEST} digest of "
+                           f"{SQLITE_NAME}; re-import the knowledge base")
+    return entry
 
 
 def read_manifest(folder: str | Path, *, require_complete: bool = True) -> dict[str, Any]:
-    """The manifest of a KB folder, checked: right kind, a format version we can read, complete."""
+    """The manifest of a KB folder, checked: right kind, a format version we can read, complete
+    and sealed."""
     folder = Path(folder)
     path = folder / MANIFEST_NAME
     if not folder.is_dir():
@@ -65,23 +60,26 @@ def read_manifest(folder: str | Path, *, require_complete: bool = True) -> dict[
                            "one with 'rag-vqa kb import'")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise KBStoreError(f"unreadable manifest {path}: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("kind") != KB_KIND:
         raise KBStoreError(f"{path} is not a rag-vqa knowledge-base manifest")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > KB_FORMAT_VERSION:
-        raise KBStoreError(f"{folder} has KB format version {version!r}; this rag-vqa reads up to "
-                           f"version {KB_FORMAT_VERSION} (upgrade rag-vqa or re-import)")
+    if not isinstance(version, int) or version != KB_FORMAT_VERSION:
+        older = isinstance(version, int) and version < KB_FORMAT_VERSION
+        raise KBStoreError(
+            f"{folder} has KB format version {version!r}; this rag-vqa reads version "
+            f"{KB_FORMAT_VERSION}" + (" (older knowledge bases carry no digests); re-import it "
+                                      "with 'rag-vqa kb import ... --no-resume'" if older else
+                                      " (upgrade rag-vqa or re-import)"))
     if require_complete and manifest.get("complete") is not True:
         raise KBStoreError(f"{folder} is an unfinished import; run the same 'rag-vqa kb import' "
                            "again to resume it")
+    if manifest.get("complete") is True:
+        try:
+            check_seal(manifest, path)
+        except CorruptFileError as exc:
+            raise KBStoreError(f"knowledge base {folder} is damaged: {exc}. Re-import it.") \
+                from exc
+        sqlite_entry(manifest)
     return manifest
-
-
-def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retriever.fileio import JSONRecordError
+
 from .errors import KBFormatError, KBSourceError
 from .jsonstream import DEFAULT_CHUNK_SIZE, JSONStreamError, iter_object_items
-from .records import Passage
+from .records import Passage, id_problem
 from .sources import (JSONL_SUFFIXES, PARQUET_SUFFIXES, iter_jsonl, iter_parquet, list_files,
                       open_text)
 from .splitting import PassageSplitter
@@ -63,6 +65,15 @@ def source_files(fmt: str, source: str | Path) -> list[Path]:
 
 # -- field access -----------------------------------------------------------------------------
 
+def check_id(value: Any, fail: Any) -> str:
+    """``value`` as an id string, or ``fail(reason)`` raised (the rule:
+    :func:`~rag_vqa.kb.records.id_problem`)."""
+    problem = id_problem(value)
+    if problem:
+        raise fail(problem)
+    return str(value)
+
+
 class _Fields:
     """Typed access to one record's fields, raising :class:`KBFormatError` with its location."""
 
@@ -73,15 +84,11 @@ class _Fields:
         return KBFormatError(self.path, self.location, name, message)
 
     def ident(self, name: str) -> str:
-        """A required id: a non-empty string, or an integer turned into one."""
+        """A required id: a string, or an integer turned into one, that passes
+        :func:`~rag_vqa.kb.records.id_problem` (not blank, not too long, printable)."""
         if name not in self.record or self.record[name] is None:
             raise self.fail(name, "missing required field")
-        value = self.record[name]
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(name, f"expected a non-empty string, got {value!r:.60}")
-        return value
+        return check_id(self.record[name], lambda reason: self.fail(name, reason))
 
     def text(self, name: str, required: bool = False) -> str:
         """A string that may be null (-> '')."""
@@ -152,7 +159,8 @@ def _infoseek_passages(f: _Fields, splitter: PassageSplitter) -> list[Passage]:
 
 
 def _evqa_passages(key: str, f: _Fields, splitter: PassageSplitter) -> list[Passage]:
-    article_id = key or f.ident("url")
+    article_id = check_id(key, lambda reason: f.fail(None, f"the article key: {reason}")) \
+        if key else f.ident("url")
     title = f.optional("title")
     texts = f.str_list("section_texts", required=True)
     titles = f.str_list("section_titles")
@@ -208,7 +216,7 @@ def _line_records(fmt: str, files: list[Path], start: int,
                 break
             record = SourceRecord(index=offset + local, path=str(path), location=location)
             if problem is not None:
-                record.error = KBFormatError(path, location, None, problem)
+                record.error = KBFormatError(path, location, problem.field, problem.reason)
                 yield record
                 continue
             fields = _Fields(value, path, location)
@@ -235,7 +243,7 @@ def _evqa_records(path: Path, start: int, splitter: PassageSplitter,
             except StopIteration:
                 return
             except JSONStreamError as exc:
-                where = f"key {exc.key!r}" if exc.key is not None else "top level"
+                where = f"key {_short(exc.key)}" if exc.key is not None else "top level"
                 raise KBFormatError(path, f"{where}, near character {exc.offset}", None,
                                     f"{exc.reason}; the stream cannot be resynchronised, so this "
                                     "is fatal even when skipping bad records") from exc
@@ -245,9 +253,11 @@ def _evqa_records(path: Path, start: int, splitter: PassageSplitter,
             index += 1
             if index < start:
                 continue
-            location = f"key {key!r}"
+            location = f"key {_short(key)}"
             record = SourceRecord(index=index, path=str(path), location=location)
-            if not isinstance(value, dict):
+            if isinstance(value, JSONRecordError):
+                record.error = KBFormatError(path, location, value.field, value.reason)
+            elif not isinstance(value, dict):
                 record.error = KBFormatError(path, location, None, "expected a JSON object for "
                                              f"the article, got {type(value).__name__}")
             else:
@@ -256,6 +266,12 @@ def _evqa_records(path: Path, start: int, splitter: PassageSplitter,
                 except KBFormatError as exc:
                     record.error = exc
             yield record
+
+
+def _short(key: str, limit: int = 120) -> str:
+    """``repr(key)``, cut to ``limit`` characters: keys are untrusted and may be huge."""
+    text = repr(key)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(key)} characters)"
 
 
 def iter_records(fmt: str, source: str | Path, *, splitter: PassageSplitter | None = None,

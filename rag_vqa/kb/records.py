@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Passage"]
+__all__ = ["Passage", "MAX_ID_LENGTH", "CONTROL_CHARACTERS", "id_problem"]
+
+MAX_ID_LENGTH = 1000
+# C0/C1 controls (NUL, newline, ESC ...), line/paragraph separators and lone surrogates: an id
+# holding one breaks line-oriented files (JSONL, TSV rankings), terminals and log lines
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def id_problem(value: Any) -> str | None:
+    """Why ``value`` cannot serve as an id (passage, article, question), or None if it can.
+
+    Ids come from users' files and end up as keys in SQLite, JSONL lines, TSV rankings and
+    messages, so one rule holds everywhere: a string, or an integer (ids of some published files
+    are numbers; ``str(value)`` is the id); not blank, at most MAX_ID_LENGTH characters, no
+    control character."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return f"expected a string id, got {type(value).__name__}"
+    if isinstance(value, int):
+        return None
+    if not value.strip():
+        return "expected a non-empty id, got a blank string"
+    if len(value) > MAX_ID_LENGTH:
+        return f"the id is {len(value)} characters long; at most {MAX_ID_LENGTH} are allowed"
+    bad = CONTROL_CHARACTERS.search(value)
+    if bad:
+        return (f"the id contains the control character {bad.group()!r} at position "
+                f"{bad.start()}; ids must be printable")
+    return None
 
 
 @dataclass(frozen=True)

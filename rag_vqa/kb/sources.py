@@ -3,7 +3,9 @@
 Everything here streams with bounded memory and numbers records the same way on every run (a
 record is a non-empty JSONL line or a parquet row, counted across shards in sorted name order), so
 an interrupted import can skip exactly the records it already committed. Skipped records are
-counted without being decoded.
+counted without being decoded. Each record is decoded by the project's careful JSON rules
+(:mod:`retriever.fileio`: a byte-order mark is accepted; deep nesting, invalid UTF-8, lone
+surrogates and numbers too long to read are that record's error, never the whole file's).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import zlib
 from collections.abc import Generator
 from pathlib import Path
 from typing import IO, Any
+
+from retriever.fileio import JSONRecordError, check_json_value, loads_record, path_kind
 
 from .errors import KBFormatError, KBSourceError
 
@@ -29,8 +32,8 @@ _HEAD_BYTES = 1 << 20  # hashed for the resume fingerprint
 _PARQUET_BATCH = 1024
 
 # (0-based record number within the file, location such as "line 12", decoded object or None,
-#  error message or None)
-RawRecord = tuple[int, str, Any, "str | None"]
+#  the record's error or None)
+RawRecord = tuple[int, str, Any, "JSONRecordError | None"]
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -44,8 +47,10 @@ def open_binary(path: Path) -> IO[bytes]:
 
 
 def open_text(path: Path) -> IO[str]:
-    """UTF-8 text of the (possibly gzipped) file; a leading byte-order mark is dropped."""
-    return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig")
+    """UTF-8 text of the (possibly gzipped) file; a leading byte-order mark is dropped. Bytes
+    that are not UTF-8 become lone surrogates (``surrogateescape``), so that the one record
+    holding them is refused by :func:`~retriever.fileio.check_json_value`, not the file."""
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", errors="surrogateescape")
 
 
 def _stream_error(path: Path, location: str, exc: BaseException) -> KBFormatError:
@@ -78,16 +83,13 @@ def iter_jsonl(path: Path, skip: int = 0) -> Generator[RawRecord, None, int]:
                 continue
             location = f"line {line_no}"
             try:
-                value = json.loads(raw)
-            except UnicodeDecodeError as exc:
-                yield count - 1, location, None, f"not valid UTF-8 ({exc.reason})"
-                continue
-            except json.JSONDecodeError as exc:
-                yield count - 1, location, None, f"invalid JSON: {exc.msg} at column {exc.colno}"
+                value = check_json_value(loads_record(raw))
+            except JSONRecordError as exc:
+                yield count - 1, location, None, exc
                 continue
             if not isinstance(value, dict):
-                yield count - 1, location, None, \
-                    f"expected a JSON object, got {type(value).__name__}"
+                yield count - 1, location, None, JSONRecordError(
+                    f"expected a JSON object, got {type(value).__name__}")
                 continue
             yield count - 1, location, value, None
 
@@ -124,7 +126,11 @@ def iter_parquet(path: Path, skip: int = 0) -> Generator[RawRecord, None, int]:
                 for row in batch.to_pylist():
                     index += 1
                     if index > skip:
-                        yield index - 1, f"row {index}", row, None
+                        try:
+                            value, problem = check_json_value(row), None
+                        except JSONRecordError as exc:
+                            value, problem = None, exc
+                        yield index - 1, f"row {index}", value, problem
         except Exception as exc:  # noqa: BLE001
             raise _stream_error(path, f"row {index + 1}", exc) from exc
     return meta.num_rows
@@ -132,14 +138,18 @@ def iter_parquet(path: Path, skip: int = 0) -> Generator[RawRecord, None, int]:
 
 def list_files(source: Path, suffixes: tuple[str, ...], allow_dir: bool) -> list[Path]:
     """The file itself, or a folder's files with one of ``suffixes`` in sorted name order."""
-    if not source.exists():
+    kind = path_kind(source)
+    if kind == "missing":
         raise KBSourceError(f"source not found: {source}")
-    if source.is_file():
+    if kind == "file":
         return [source]
+    if kind != "a folder":  # never opened: a FIFO would block, /dev/zero never ends
+        raise KBSourceError(f"source {source} is {kind}, not a file or a folder")
     if not allow_dir:
         raise KBSourceError(f"{source} is a folder; this format reads a single file")
     files = sorted((p for p in source.iterdir()
-                    if p.is_file() and p.name.lower().endswith(suffixes)), key=lambda p: p.name)
+                    if p.name.lower().endswith(suffixes) and path_kind(p) == "file"),
+                   key=lambda p: p.name)
     if not files:
         raise KBSourceError(f"no {'/'.join(suffixes)} files in folder {source}")
     return files

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .segments import Segments, iter_chunks
-from .storage import NpyWriter
+from .storage import IndexFormatError, NpyWriter, load_npy
 
 __all__ = ["ExactEngine", "topk_merge"]
 
@@ -69,15 +69,24 @@ class ExactEngine:
     def load(cls, folder: Path, manifest: dict) -> "ExactEngine":
         segments = Segments()
         for seg, info in enumerate(manifest["segments"]):
-            emb = np.load(folder / f"embeddings-{seg:05d}.npy", mmap_mode="r")
+            emb = load_npy(folder / f"embeddings-{seg:05d}.npy")
             segments.append({"embeddings": emb}, info["rows"])
         return cls(segments)
+
+    def check(self, tokens: int, dim: int, deep: bool = True) -> None:
+        """Shapes and dtypes of every segment (``deep``: for engines with codes to check)."""
+        for s, seg in enumerate(self.segments.arrays):
+            emb = seg["embeddings"]
+            rows = self.segments.bases[s + 1] - self.segments.bases[s]
+            if emb.shape != (rows, tokens, dim) or emb.dtype != np.float16:
+                raise IndexFormatError(f"embeddings of segment {s}: {emb.dtype} {emb.shape}, "
+                                       f"expected float16 {(rows, tokens, dim)}")
 
     def add_segment(self, folder: Path, seg: int, embeddings: Any, progress,
                     params: dict | None = None) -> tuple[dict, dict]:
         """Append rows (exact search has no parameters to apply)."""
         files = self.write_segment(folder, seg, embeddings, 4096, progress)
-        emb = np.load(folder / f"embeddings-{seg:05d}.npy", mmap_mode="r")
+        emb = load_npy(folder / f"embeddings-{seg:05d}.npy")
         self.segments.append({"embeddings": emb}, emb.shape[0])
         return files, {}
 

@@ -9,9 +9,12 @@ memory and ``save`` commits them, the manifest being the commit point.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import os
+import shutil
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +24,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..fileio import DIGEST, bytes_digest, canonical_json
+from ..fileio import SEAL_KEY, seal
 from .exact import ExactEngine
 from .plaid import PlaidEngine
 from .storage import (
-    FORMAT, FORMAT_VERSION, MANIFEST, IdStore, IndexFormatError, read_manifest, verify_files,
-    write_manifest, write_npy)
+    FORMAT, FORMAT_VERSION, MANIFEST, IdStore, IndexFormatError, check_data_name, load_npy,
+    read_manifest, verify_files, write_manifest, write_npy)
 
 __all__ = ["MultiVectorIndex", "Hit", "AddReport", "IndexFormatError"]
 
@@ -82,6 +85,37 @@ def _ids_files(folder: Path, seg: int, arrays: dict[str, np.ndarray]) -> dict[st
             for name, array in arrays.items()}
 
 
+def _new_data_name() -> str:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"data-{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def _legacy_files(folder: Path) -> list[str]:
+    """Files an unreadable (older or damaged) manifest lists at the top level of ``folder``: they
+    go once the new index has replaced it."""
+    try:
+        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return []
+    if not isinstance(files, dict):
+        return []
+    keep = []
+    for name in files:
+        try:
+            keep.append(check_data_name(name, "file"))
+        except IndexFormatError:
+            continue
+    return [name for name in keep if name != MANIFEST and (folder / name).is_file()]
+
+
+def _clear_stale_data(folder: Path, keep: str | None) -> None:
+    """Data folders of builds that never committed (killed before their manifest)."""
+    for stale in folder.glob("data-*"):
+        if stale.is_dir() and stale.name != keep:
+            logger.info("removing %s, left by an interrupted build", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _progress(total: int, desc: str, show: bool | None):
     bar = tqdm(total=total, desc=desc, unit="doc", disable=not (total > 10000 if show is None
                                                                  else show))
@@ -119,7 +153,7 @@ class MultiVectorIndex:
     def digest(self) -> str:
         """Digest of the manifest, which itself records the digest of every file: two indexes
         with the same digest hold the same documents and vectors."""
-        return f"{DIGEST}:{bytes_digest(canonical_json(self.manifest))}"
+        return seal(self.manifest)[SEAL_KEY]
 
     # -- build / load -------------------------------------------------------------------------
     @classmethod
@@ -139,63 +173,96 @@ class MultiVectorIndex:
             raise ValueError("cannot build an index from zero documents")
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        if (folder / MANIFEST).exists():
-            if not overwrite:
-                raise FileExistsError(f"{folder} already holds an index; pass overwrite=True "
-                                      "to replace it")
-            cls._remove_index_files(folder)
+        current = cls._current_data(folder, overwrite)
+        legacy = [] if current else _legacy_files(folder)
+        _clear_stale_data(folder, keep=current)
+        data_name = _new_data_name()
+        data = folder / data_name
+        data.mkdir()
         start = time.perf_counter()
-        bar, progress = _progress(n, f"indexing ({method})", show_progress)
-        with bar:
-            files, used, stats = ENGINES[method].build(folder, embeddings,
-                                                       {**params, "nbits": nbits}, progress)
-        store = IdStore(IdStore.kind_of(ids))
-        id_arrays = store.encode(ids)
-        files.update(_ids_files(folder, 0, id_arrays))
+        try:
+            bar, progress = _progress(n, f"indexing ({method})", show_progress)
+            with bar:
+                files, used, stats = ENGINES[method].build(data, embeddings,
+                                                           {**params, "nbits": nbits}, progress)
+            store = IdStore(IdStore.kind_of(ids))
+            files.update(_ids_files(data, 0, store.encode(ids)))
+        except BaseException:
+            shutil.rmtree(data, ignore_errors=True)
+            raise
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "method": method,
-            "created": _now(), "updated": _now(), "library": "rag-vqa",
+            "created": _now(), "updated": _now(), "library": "rag-vqa", "data": data_name,
             "dims": {"tokens": tokens, "dim": dim}, "id_kind": store.kind,
             "params": used, "counts": {"rows": n, "live": n, "trained_rows": n},
             "segments": [{"rows": n, "stats": stats}], "files": files, "deleted_file": None,
             "metadata": metadata or {}, "rebuild_advised": None,
             "build_seconds": round(time.perf_counter() - start, 3),
         }
-        write_manifest(folder, manifest)
+        write_manifest(folder, manifest)  # the swap: from here on the new index is the index
+        _clear_stale_data(folder, keep=data_name)
+        for name in legacy:
+            (folder / name).unlink(missing_ok=True)
         logger.info("built %s index of %d documents in %.1fs", method, n,
                     manifest["build_seconds"])
         return cls.load(folder, verify="size")
 
     @staticmethod
-    def _remove_index_files(folder: Path) -> None:
+    def _current_data(folder: Path, overwrite: bool) -> str | None:
+        """The data folder of the index already in ``folder`` (kept until the new one commits)."""
+        if not (folder / MANIFEST).exists():
+            return None
+        if not overwrite:
+            raise FileExistsError(f"{folder} already holds an index; pass overwrite=True "
+                                  "to replace it")
         try:
-            old = read_manifest(folder)
-        except IndexFormatError:
-            old = {"files": {}}
-        for name in list(old.get("files", {})) + [MANIFEST]:
-            (folder / name).unlink(missing_ok=True)
+            return read_manifest(folder)["data"]
+        except IndexFormatError as exc:  # damaged or older: nothing worth keeping
+            logger.warning("replacing an unreadable index in %s (%s)", folder, exc)
+            return None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, verify: str = "full") -> "MultiVectorIndex":
-        """Open an index; ``verify`` = "full" (sizes and sha256 of every file), "size" or "none"."""
+    def load(cls, path: str | os.PathLike, verify: str = "full",
+             show_progress: bool | None = None) -> "MultiVectorIndex":
+        """Open an index. ``verify``: "full" (default) checks the digest of every file (about
+        0.5 s per 10 GB from the page cache); "size" checks sizes only and "none" nothing but
+        the manifest's own seal, for huge indexes on trusted storage. Every level checks the
+        arrays' shapes and ranges, so a damaged file is refused, never searched."""
         folder = Path(path)
         manifest = read_manifest(folder)
-        method = manifest.get("method")
+        method = manifest["method"]
         if method not in ENGINES:
             raise IndexFormatError(f"{folder}: unknown index method {method!r}")
-        verify_files(folder, manifest["files"], verify)
-        engine = ENGINES[method].load(folder, manifest)
-        ids = IdStore(manifest["id_kind"])
-        for seg in range(len(manifest["segments"])):
+        data = folder / manifest["data"]
+        verify_files(data, manifest["files"], verify, show_progress)
+        try:
+            engine = ENGINES[method].load(data, manifest)
+            ids = IdStore(manifest["id_kind"])
             names = ["ids"] if ids.kind == "int" else ["ids_utf8", "ids_offsets"]
-            ids.append({name: np.load(folder / f"{name}-{seg:05d}.npy") for name in names})
-        deleted = np.zeros(len(ids), dtype=bool)
-        if manifest.get("deleted_file"):
-            deleted = np.load(folder / manifest["deleted_file"]).astype(bool)
-        if len(deleted) != len(ids) or len(engine.segments) != len(ids):
-            raise IndexFormatError(f"{folder}: id, tombstone and vector counts disagree "
-                                   f"({len(ids)}, {len(deleted)}, {len(engine.segments)})")
+            for seg, info in enumerate(manifest["segments"]):
+                arrays = {name: load_npy(data / f"{name}-{seg:05d}.npy", mmap=False)
+                          for name in names}
+                IdStore.check(arrays, info["rows"], f"{data}/ids of segment {seg}")
+                ids.append(arrays)
+            deleted = np.zeros(len(ids), dtype=bool)
+            if manifest.get("deleted_file"):
+                name = check_data_name(manifest["deleted_file"], "tombstone file")
+                deleted = load_npy(data / name, mmap=False).astype(bool)
+        except (KeyError, TypeError) as exc:
+            raise IndexFormatError(f"{folder}: the manifest does not describe its arrays "
+                                   f"({type(exc).__name__}: {exc})") from exc
+        if len(deleted) != len(ids) or len(engine.segments) != len(ids) or \
+                len(ids) != manifest["counts"]["rows"]:
+            raise IndexFormatError(f"{folder}: id, tombstone, vector and manifest counts "
+                                   f"disagree ({len(ids)}, {len(deleted)}, "
+                                   f"{len(engine.segments)}, {manifest['counts']['rows']})")
+        dims = manifest["dims"]
+        engine.check(dims["tokens"], dims["dim"], verify != "none")
         return cls(folder, manifest, engine, ids, deleted)
+
+    @property
+    def data_path(self) -> Path:
+        return self.path / self.manifest["data"]
 
     # -- search ---------------------------------------------------------------------------------
     def search(self, queries: Any, k: int = 10, **params: Any) -> list[list[Hit]]:
@@ -239,10 +306,10 @@ class MultiVectorIndex:
         seg = len(self.manifest["segments"])
         bar, progress = _progress(n, "adding", show_progress)
         with bar:
-            files, stats = self.engine.add_segment(self.path, seg, embeddings, progress,
+            files, stats = self.engine.add_segment(self.data_path, seg, embeddings, progress,
                                                    self.manifest["params"])
-        files.update(_ids_files(self.path, seg, self.ids.encode(ids)))
-        self.ids.append({name.rsplit("-", 1)[0]: np.load(self.path / name)
+        files.update(_ids_files(self.data_path, seg, self.ids.encode(ids)))
+        self.ids.append({name.rsplit("-", 1)[0]: load_npy(self.data_path / name, mmap=False)
                          for name in files if name.startswith("ids")})
         self.deleted = np.concatenate([self.deleted, np.zeros(n, dtype=bool)])
         self.manifest["files"].update(files)
@@ -298,7 +365,7 @@ class MultiVectorIndex:
         if self.deleted.any():
             version = int(old_deleted.split("-")[1].split(".")[0]) + 1 if old_deleted else 1
             name = f"deleted-{version:05d}.npy"
-            manifest["files"][name] = write_npy(self.path, name, self.deleted)
+            manifest["files"][name] = write_npy(self.data_path, name, self.deleted)
             manifest["deleted_file"] = name
         else:
             manifest["deleted_file"] = None
@@ -308,7 +375,7 @@ class MultiVectorIndex:
         manifest["updated"] = _now()
         write_manifest(self.path, manifest)
         if old_deleted and old_deleted != manifest["deleted_file"]:
-            (self.path / old_deleted).unlink(missing_ok=True)
+            (self.data_path / old_deleted).unlink(missing_ok=True)
         self._dirty = False
 
     def resident_bytes(self) -> dict[str, int]:

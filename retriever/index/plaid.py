@@ -30,7 +30,7 @@ from .centroids import CentroidAssigner, default_num_centroids, train_centroids
 from .codec import ResidualCodec, unpack_codes
 from .exact import maxsim_block
 from .segments import Segments, iter_chunks
-from .storage import NpyWriter, write_npy
+from .storage import IndexFormatError, NpyWriter, load_npy, write_npy
 
 __all__ = ["PlaidEngine", "DEFAULT_SEARCH", "default_search_params"]
 
@@ -56,6 +56,18 @@ def _cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _value_range(array: np.ndarray, chunk: int = 1 << 16) -> tuple[int, int]:
+    """(min, max) of a possibly memory-mapped array, a block of rows at a time."""
+    if array.size == 0:
+        return 0, 0
+    low, high = None, None
+    for start in range(0, array.shape[0], chunk):
+        block = np.asarray(array[start:start + chunk])
+        low = int(block.min()) if low is None else min(low, int(block.min()))
+        high = int(block.max()) if high is None else max(high, int(block.max()))
+    return low, high
 
 
 def _code_dtype(num_centroids: int) -> np.dtype:
@@ -163,7 +175,7 @@ class PlaidEngine:
             for w in writers.values():
                 w.abort()
             raise
-        codes = np.load(folder / names["codes"], mmap_mode="r")
+        codes = load_npy(folder / names["codes"])
         offsets, docs = self._postings_for(codes)
         files[f"postings-{seg:05d}.offsets.npy"] = write_npy(
             folder, f"postings-{seg:05d}.offsets.npy", offsets)
@@ -188,25 +200,58 @@ class PlaidEngine:
 
     @staticmethod
     def _open_segment(folder: Path, seg: int, keep16: bool) -> dict[str, np.ndarray]:
-        arrays = {"codes": np.load(folder / f"codes-{seg:05d}.npy", mmap_mode="r"),
-                  "residuals": np.load(folder / f"residuals-{seg:05d}.npy", mmap_mode="r"),
-                  "postings_offsets": np.load(folder / f"postings-{seg:05d}.offsets.npy"),
-                  "postings_docs": np.load(folder / f"postings-{seg:05d}.docs.npy")}
+        arrays = {"codes": load_npy(folder / f"codes-{seg:05d}.npy"),
+                  "residuals": load_npy(folder / f"residuals-{seg:05d}.npy"),
+                  "postings_offsets": load_npy(folder / f"postings-{seg:05d}.offsets.npy", False),
+                  "postings_docs": load_npy(folder / f"postings-{seg:05d}.docs.npy", False)}
         if keep16:
-            arrays["embeddings"] = np.load(folder / f"embeddings-{seg:05d}.npy", mmap_mode="r")
+            arrays["embeddings"] = load_npy(folder / f"embeddings-{seg:05d}.npy")
         return arrays
 
     @classmethod
     def load(cls, folder: Path, manifest: dict) -> "PlaidEngine":
         params = manifest["params"]
-        codec = ResidualCodec(int(params["nbits"]), np.load(folder / "codec_lo.npy"),
-                              np.load(folder / "codec_step.npy"))
+        nbits = int(params["nbits"])
+        if nbits not in (2, 4, 8):
+            raise IndexFormatError(f"{folder}: nbits {nbits} is not 2, 4 or 8")
+        lo, step = load_npy(folder / "codec_lo.npy", False), load_npy(folder / "codec_step.npy",
+                                                                       False)
+        centroids = load_npy(folder / "centroids.npy", False)
+        dim = manifest["dims"]["dim"]
+        if centroids.ndim != 2 or centroids.shape[1] != dim or lo.shape != (dim,) or \
+                step.shape != (dim,):
+            raise IndexFormatError(f"{folder}: centroids {centroids.shape} or codec "
+                                   f"{lo.shape}/{step.shape} do not fit {dim}-d vectors")
         segments = Segments()
         for seg, info in enumerate(manifest["segments"]):
             segments.append(cls._open_segment(folder, seg, bool(params.get("keep_float16", True))),
                             info["rows"])
-        return cls(np.load(folder / "centroids.npy"), np.load(folder / "coarse.npy"), codec,
-                   segments)
+        return cls(centroids, load_npy(folder / "coarse.npy", False),
+                   ResidualCodec(nbits, lo, step), segments)
+
+    def check(self, tokens: int, dim: int, deep: bool = True) -> None:
+        """Every array has the shape the manifest implies; with ``deep`` also every centroid code
+        and posting is in range (reads the codes and postings once: ~60 ms per 1M documents), so
+        a damaged file is refused at load instead of failing or misleading a search."""
+        k, width = self.num_centroids, self.codec.bytes_per_vector
+        for s, seg in enumerate(self.segments.arrays):
+            rows = self.segments.bases[s + 1] - self.segments.bases[s]
+            expected = {"codes": (rows, tokens), "residuals": (rows, tokens, width),
+                        "embeddings": (rows, tokens, dim), "postings_offsets": (k + 1,)}
+            for name, shape in expected.items():
+                if name in seg and seg[name].shape != shape:
+                    raise IndexFormatError(f"{name} of segment {s}: shape {seg[name].shape}, "
+                                           f"expected {shape}")
+            offsets, docs = seg["postings_offsets"], seg["postings_docs"]
+            if docs.ndim != 1 or offsets[0] != 0 or offsets[-1] != len(docs) or \
+                    bool(np.any(np.diff(offsets) < 0)):
+                raise IndexFormatError(f"posting lists of segment {s} are inconsistent")
+            if deep and rows:
+                for name, bound in (("codes", k), ("postings_docs", rows)):
+                    low, high = _value_range(seg[name])
+                    if low < 0 or high >= bound:
+                        raise IndexFormatError(f"{name} of segment {s} hold values outside "
+                                               f"[0, {bound}) (corrupt file)")
 
     def add_segment(self, folder: Path, seg: int, embeddings: Any, progress,
                     params: dict | None = None) -> tuple[dict, dict]:

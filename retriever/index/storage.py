@@ -1,45 +1,66 @@
-"""On-disk layout of a multi-vector index: a folder with ``manifest.json`` (format version, method,
-parameters, counts, the size and sha256 of every file) and arrays as ``.npy`` files that load
-memory-mapped. Nothing is pickled. The manifest is written last, atomically: it is the commit
-point, so a half-written build or save is never mistaken for an index.
+"""On-disk layout of a multi-vector index.
+
+    INDEX/manifest.json          format version, method, parameters, counts, the size and xxh3
+                                 digest of every data file; sealed with the digest of itself
+    INDEX/data-<id>/*.npy        the arrays (memory-mapped at load); nothing is pickled
+
+The manifest is written last, atomically: it is the commit point. A build that replaces an index
+writes a new ``data-<id>`` folder beside the old one and swaps the manifest, so the old index
+stays complete and searchable until the new one is, and a killed build leaves it untouched.
+Every file, the manifest included, is covered by a digest: a flipped bit or a rewritten file
+anywhere is refused at load with an error naming the file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
+
+from ..fileio import DIGEST, CorruptFileError, atomic_write_json, check_seal, file_digest, seal
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "IndexFormatError", "sha256_file", "write_npy", "NpyWriter",
-    "read_manifest", "write_manifest", "verify_files", "IdStore",
+    "FORMAT", "FORMAT_VERSION", "MANIFEST", "IndexFormatError", "file_entry", "write_npy",
+    "NpyWriter", "load_npy", "read_manifest", "write_manifest", "verify_files", "IdStore",
+    "VERIFY_LEVELS", "check_data_name",
 ]
 
+logger = logging.getLogger(__name__)
+
 FORMAT = "rag-vqa/multivector-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+VERIFY_LEVELS = ("full", "size", "none")
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# key -> type of every manifest field code reads; a manifest lacking one is refused by name
+_SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "method": str, "data": str, "dims": dict, "id_kind": str, "params": dict, "counts": dict,
+    "segments": list, "files": dict, "metadata": dict, "created": str, "updated": str,
+}
+_NESTED = {"dims": ("tokens", "dim"), "counts": ("rows", "live", "trained_rows")}
 
 
 class IndexFormatError(ValueError):
     """A folder that is not a readable index: missing, wrong version, or damaged files."""
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 8 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def check_data_name(name: Any, what: str) -> str:
+    """A manifest names files and its data folder: plain names only, never a path."""
+    if not isinstance(name, str) or not _PLAIN_NAME.match(name) or ".." in name:
+        raise IndexFormatError(f"{what} {name!r} is not a plain file name")
+    return name
 
 
-def _entry(path: Path) -> dict[str, Any]:
-    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+def file_entry(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, DIGEST: file_digest(path)}
 
 
 class NpyWriter:
@@ -55,8 +76,10 @@ class NpyWriter:
     def close(self) -> dict[str, Any]:
         self.array.flush()
         del self.array
+        with open(self.tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
         os.replace(self.tmp, self.final)
-        return _entry(self.final)
+        return file_entry(self.final)
 
     def abort(self) -> None:
         self.__dict__.pop("array", None)
@@ -64,7 +87,7 @@ class NpyWriter:
 
 
 def write_npy(folder: Path, name: str, array: np.ndarray) -> dict[str, Any]:
-    """Write one array atomically; returns its manifest entry (bytes, sha256)."""
+    """Write one array atomically; returns its manifest entry (bytes, digest)."""
     writer = NpyWriter(folder, name, array.shape, array.dtype)
     try:
         writer.array[...] = array
@@ -74,53 +97,100 @@ def write_npy(folder: Path, name: str, array: np.ndarray) -> dict[str, Any]:
     return writer.close()
 
 
+def load_npy(path: Path, mmap: bool = True) -> np.ndarray:
+    """An array of the index (memory-mapped), or IndexFormatError naming the file."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise IndexFormatError(f"{path} is not a readable array (corrupt or truncated): "
+                               f"{exc}") from exc
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, folder / MANIFEST)
+    """Seal and publish the manifest: the commit point of every build and save."""
+    atomic_write_json(folder / MANIFEST, seal(manifest), sort_keys=True)
+
+
+def _check_schema(manifest: dict[str, Any], path: Path) -> None:
+    for key, kind in _SCHEMA.items():
+        if not isinstance(manifest.get(key), kind):
+            problem = "is missing" if key not in manifest else \
+                f"should be a {kind.__name__}, not {type(manifest[key]).__name__}"
+            raise IndexFormatError(f"{path}: field {key!r} {problem}")
+    for key, inner in _NESTED.items():
+        for name in inner:
+            value = manifest[key].get(name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise IndexFormatError(f"{path}: field {key}.{name} should be a count, got "
+                                       f"{value!r}")
+    check_data_name(manifest["data"], f"{path}: data folder")
+    for name, entry in manifest["files"].items():
+        check_data_name(name, f"{path}: file")
+        if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int) or \
+                not isinstance(entry.get(DIGEST), str):
+            raise IndexFormatError(f"{path}: the entry of {name} lacks its size or {DIGEST}")
+    for i, seg in enumerate(manifest["segments"]):
+        if not isinstance(seg, dict) or not isinstance(seg.get("rows"), int):
+            raise IndexFormatError(f"{path}: segment {i} has no row count")
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of an index folder, checked: ours, a version we read, sealed, complete."""
     path = folder / MANIFEST
     if not path.is_file():
         raise IndexFormatError(f"{folder} is not an index: no {MANIFEST} (an interrupted build "
                                "leaves none; build it again)")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise IndexFormatError(f"{path} is not valid JSON: {exc}") from exc
-    if manifest.get("format") != FORMAT:
-        raise IndexFormatError(f"{path} is not a {FORMAT} manifest (format="
-                               f"{manifest.get('format')!r})")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise IndexFormatError(f"{path} is not valid JSON (corrupt?): {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise IndexFormatError(f"{path} is not a {FORMAT} manifest (format={found!r})")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise IndexFormatError(f"{folder} uses index format version {version}; this rag-vqa "
-                               f"reads version {FORMAT_VERSION}. Rebuild the index (rag-vqa index "
-                               "build) or use a matching rag-vqa version.")
+        older = isinstance(version, int) and version < FORMAT_VERSION
+        raise IndexFormatError(
+            f"{folder} uses index format version {version!r}; this rag-vqa reads version "
+            f"{FORMAT_VERSION}" + (" (older indexes carry no digests of their manifest)"
+                                   if older else "") + ". Rebuild it: rag-vqa index build KB "
+            f"--retriever ID --out {folder} --overwrite")
+    try:
+        check_seal(manifest, path)
+    except CorruptFileError as exc:
+        raise IndexFormatError(f"index {folder} is damaged: {exc}. Rebuild it, or restore "
+                               f"{MANIFEST}.") from exc
+    _check_schema(manifest, path)
     return manifest
 
 
-def verify_files(folder: Path, files: dict[str, dict[str, Any]], level: str = "full") -> None:
-    """Check every file the manifest lists: presence and size, and the sha256 when ``full``."""
-    if level not in ("full", "size", "none"):
-        raise ValueError(f"verify must be 'full', 'size' or 'none', got {level!r}")
+def verify_files(folder: Path, files: dict[str, dict[str, Any]], level: str = "full",
+                 show_progress: bool | None = None) -> None:
+    """Check every file the manifest lists: presence and size, and the digest when ``full``."""
+    if level not in VERIFY_LEVELS:
+        raise ValueError(f"verify must be one of {', '.join(VERIFY_LEVELS)}, got {level!r}")
     if level == "none":
         return
     problems = []
     for name, entry in sorted(files.items()):
         path = folder / name
         if not path.is_file():
-            problems.append(f"{name}: missing")
+            problems.append(f"{path}: missing")
         elif path.stat().st_size != entry["bytes"]:
-            problems.append(f"{name}: {path.stat().st_size} bytes, manifest says {entry['bytes']}")
-        elif level == "full" and sha256_file(path) != entry["sha256"]:
-            problems.append(f"{name}: checksum mismatch (file changed or corrupt)")
+            problems.append(f"{path}: {path.stat().st_size} bytes, manifest says {entry['bytes']}")
+    if not problems and level == "full":
+        total = sum(entry["bytes"] for entry in files.values())
+        show = total > (1 << 30) if show_progress is None else show_progress
+        with tqdm(total=total, unit="B", unit_scale=True, desc="verifying index",
+                  disable=not show) as bar:
+            for name, entry in sorted(files.items()):
+                if file_digest(folder / name, bar.update) != entry[DIGEST]:
+                    problems.append(f"{folder / name}: content differs from its recorded digest "
+                                    "(the file changed or is corrupt)")
     if problems:
-        raise IndexFormatError(f"index {folder} is damaged:\n  - " + "\n  - ".join(problems)
-                               + "\nRebuild it, or restore the listed files.")
+        raise IndexFormatError(f"index {folder.parent} is damaged:\n  - " +
+                               "\n  - ".join(problems) + "\nRebuild it, or restore the listed "
+                                                         "files.")
 
 
 class IdStore:
@@ -158,6 +228,20 @@ class IdStore:
         return {"ids_utf8": np.frombuffer(b"".join(blobs), dtype=np.uint8).copy(),
                 "ids_offsets": offsets}
 
+    @staticmethod
+    def check(arrays: dict[str, np.ndarray], rows: int, where: str) -> None:
+        """Structural check of one segment's id arrays (cheap; catches what sizes cannot)."""
+        if "ids" in arrays:
+            if arrays["ids"].shape != (rows,):
+                raise IndexFormatError(f"{where}: {arrays['ids'].shape[0]} ids for {rows} rows")
+            return
+        offsets, blob = arrays["ids_offsets"], arrays["ids_utf8"]
+        if offsets.shape != (rows + 1,) or offsets.dtype != np.int64:
+            raise IndexFormatError(f"{where}: id offsets of shape {offsets.shape} for {rows} rows")
+        if rows and (offsets[0] != 0 or offsets[-1] != len(blob) or
+                     bool(np.any(np.diff(offsets) < 0))):
+            raise IndexFormatError(f"{where}: id offsets are not increasing within the id data")
+
     def append(self, arrays: dict[str, np.ndarray]) -> None:
         if self.kind == "int":
             seg = (arrays["ids"], None)
@@ -176,7 +260,11 @@ class IdStore:
         data, offsets = seg
         if offsets is None:
             return int(data[j])
-        return bytes(data[int(offsets[j]):int(offsets[j + 1])]).decode("utf-8")
+        try:
+            return bytes(data[int(offsets[j]):int(offsets[j + 1])]).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise IndexFormatError(f"a document id of this index is not valid UTF-8 (corrupt "
+                                   f"id data): {exc}") from exc
 
     def id_at(self, row: int) -> Any:
         s = int(np.searchsorted(self._bases, row, side="right")) - 1

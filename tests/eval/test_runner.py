@@ -1,6 +1,5 @@
 """`eval run` end to end with the tiny models on the bundled sample knowledge base."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,19 +11,9 @@ import pytest
 from eval.metrics import load_infoseek_references, score_infoseek
 from eval.report import write_report
 from eval.runner import RunMismatchError, RunSpec, read_predictions, run_eval
-from rag_vqa.quickstart import sample_pipeline
 from rag_vqa.samples import SAMPLE_KB
+from retriever.fileio import DIGEST, file_digest
 from tests.eval.evaldata import evqa_files, infoseek_files
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def pipe(cache):
-    return sample_pipeline("tiny", cache, k=4, generator={"max_new_tokens": 6})
 
 
 def stable(records):
@@ -52,7 +41,8 @@ def test_infoseek_run_writes_predictions_and_an_official_report(tmp_path, pipe):
     assert report["retrieval"]["entity_recall"]["@1"] in (0.0, 1 / 6, 2 / 6, 3 / 6, 4 / 6,
                                                           5 / 6, 1.0)
     assert report["retrieval"]["pseudo_recall"] is not None
-    assert report["dataset_files"]["questions"]["sha256"]
+    assert report["dataset_files"]["questions"]["digest"] == \
+        f"{DIGEST}:{file_digest(files['questions'])}"
     assert report["versions"]["torch"] and report["models"]["generator"]
     for name in ("report.json", "report.md", "recall_at_k.png", "accuracy.png"):
         assert (tmp_path / "run" / name).stat().st_size > 0
@@ -88,7 +78,7 @@ def test_retrieval_only_limit_and_shards(tmp_path, pipe):
     assert all(r["prediction"] is None and r["retrieved"] for r in records)
     report = write_report(tmp_path / "a")
     assert report["qa"] is None and report["retrieval"]["recall"] is not None
-    with pytest.raises(RunMismatchError, match="differs in: retrieval_only"):
+    with pytest.raises(RunMismatchError, match="retrieval_only: was true, now false"):
         run_eval(RunSpec(**{**spec.__dict__, "retrieval_only": False}), pipe)
     with pytest.raises(ValueError, match="--shard"):
         run_eval(RunSpec(**{**spec.__dict__, "out": str(tmp_path / "b"), "shard": (2, 2)}), pipe)

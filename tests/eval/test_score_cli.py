@@ -190,3 +190,25 @@ def test_missing_file_is_a_user_error(evqa):
                                 "--references", str(evqa["dir"] / "nope.csv")])
     with pytest.raises(FileNotFoundError):
         args.handler(args)
+
+
+def test_jsonl_files_with_a_byte_order_mark_are_read(infoseek, capsys):
+    for key in ("references", "qtypes", "predictions"):
+        path = infoseek["dir"] / f"bom-{key}.jsonl"
+        path.write_bytes(b"\xef\xbb\xbf" + open(infoseek[key], "rb").read())
+        infoseek = {**infoseek, key: str(path)}
+    assert json.loads(run(infoseek_argv(infoseek, "--json"), capsys))["final_score"] == 66.67
+
+
+@pytest.mark.parametrize("line,words", [
+    ('{"data_id": "v1", "prediction": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+    ('{"data_id": "v1", "prediction": "\\ud800"}', "lone surrogate"),
+    ('{"data_id": "v\\u0000", "prediction": "x"}', "control character"),
+    ('{"data_id": "v1", "prediction": ["x"]}', "'prediction' must be a string"),
+])
+def test_unusable_prediction_lines_are_named(infoseek, line, words):
+    bad = infoseek["dir"] / "bad.jsonl"
+    bad.write_text('{"data_id": "v2", "prediction": "x"}\n' + line + "\n")
+    args = parser().parse_args(infoseek_argv(infoseek, predictions=str(bad)))
+    with pytest.raises(MetricsInputError, match=rf"bad.jsonl:2: .*{words}"):
+        args.handler(args)

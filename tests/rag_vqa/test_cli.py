@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def run(*args, env=None):
     return subprocess.run([sys.executable, "-m", "rag_vqa", *args], capture_output=True,
@@ -47,9 +49,64 @@ def test_exit_codes_for_bad_usage_and_bad_input(tmp_path):
     assert missing.returncode == 2 and "no such checkpoint folder" in missing.stderr
     assert "Traceback" not in missing.stderr
     bad_k = run("retriever", "demo", "--retriever", "tiny", "-k", "0")
-    assert bad_k.returncode == 2 and "-k must be at least 1" in bad_k.stderr
+    assert bad_k.returncode == 2 and "argument -k: must be at least 1, got 0" in bad_k.stderr
     assert run("--version").stdout.startswith("rag-vqa ")
     assert run("retriever", "demo", "--help").returncode == 0
+
+
+@pytest.mark.parametrize("args,words", [
+    (["retriever", "demo", "--dtype", "banana"], "argument --dtype: unknown dtype 'banana'"),
+    (["retriever", "demo", "--device", "cuda"], "CUDA is not available"),
+    (["retriever", "demo", "--device", "gpu7"], "unknown device 'gpu7'"),
+    (["ask", "x.jpg", "q", "--k", "0"], "argument --k: must be at least 1, got 0"),
+    (["ask", "x.jpg", "q", "--max-new-tokens", "-3"], "must be at least 1"),
+    (["index", "build", "kb", "--out", "ix", "--batch-size", "many"],
+     "expected a positive whole number, got 'many'"),
+    (["kb", "import", "--format", "ret-jsonl", "a.jsonl", "--out", "kb", "--limit", "-1"],
+     "must be at least 0"),
+    (["train", "--max-steps", "0"], "must be at least 1"),
+    (["retriever", "frobnicate"], "invalid choice"),
+])
+def test_bad_flags_are_refused_at_parse_time_as_text_and_as_json(args, words, capsys):
+    from rag_vqa.cli import main  # in-process: parsing fails before anything loads
+
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and err.startswith("usage:")
+    assert main([*args, "--json"]) == 2
+    out = capsys.readouterr().out
+    error = json.loads(out)
+    assert words in error["error"] and error["kind"] == "usage" and error["exit_code"] == 2
+
+
+def test_errors_under_json_are_json(tmp_path):
+    result = run("ask", str(tmp_path), "What?", "--sample", "--json")
+    assert result.returncode == 2 and result.stderr == ""
+    assert json.loads(result.stdout) == {
+        "error": f"image {tmp_path} is a folder, not a regular file", "kind": "input",
+        "type": "ValueError", "exit_code": 2}
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    result = run("ask", str(fifo), "What?", "--sample", "--json")  # must not block on the FIFO
+    assert "a FIFO (named pipe)" in json.loads(result.stdout)["error"]
+    info = run("index", "info", str(tmp_path), "--json")
+    assert info.returncode == 2 and "no manifest.json" in json.loads(info.stdout)["error"]
+
+
+def test_index_info_names_a_missing_manifest_field(tmp_path):
+    import numpy as np
+
+    from retriever.fileio import seal
+    from retriever.index import MultiVectorIndex
+
+    index = MultiVectorIndex.build(tmp_path / "ix", ["a", "b"],
+                                   np.ones((2, 32, 128), np.float16), method="exact")
+    manifest = json.loads((index.path / "manifest.json").read_text())
+    del manifest["counts"]
+    (index.path / "manifest.json").write_text(json.dumps(seal(manifest)))  # sealed, yet partial
+    result = run("index", "info", str(index.path))
+    assert result.returncode == 2 and "field 'counts' is missing" in result.stderr
+    assert "Traceback" not in result.stderr and "KeyError" not in result.stderr
 
 
 def test_ask_with_the_sample_prints_answer_and_evidence(tmp_path):

@@ -101,6 +101,11 @@ def test_missing_and_incompatible_resources_fail_fast(cache, tmp_path):
                            metadata={"retriever": {"name": "someone/else",
                                                    "config_sha256": "0" * 64}})
     with pytest.raises(IncompatibleIndexError, match="was built with retriever 'someone/else'"):
+        RagVQA.from_pretrained(index=other, kb=cache / "kb", profile="tiny",
+                               retriever="tiny").check()
+    # without a retriever, the one the index names is used: here one that is not available
+    with pytest.raises(MissingResourceError, match="was built with retriever 'someone/else', "
+                                                   "which cannot be loaded here"):
         RagVQA.from_pretrained(index=other, kb=cache / "kb", profile="tiny").check()
     tiny_config = sample_pipeline("tiny", cache).components.retriever.model.config_fingerprint()
     small = tmp_path / "small"
@@ -108,10 +113,34 @@ def test_missing_and_incompatible_resources_fail_fast(cache, tmp_path):
                            rng.standard_normal((4, 32, 128)).astype(np.float16), method="exact",
                            metadata={"retriever": {"name": "tiny", "config_sha256": tiny_config}})
     with pytest.raises(IncompatibleIndexError, match="has 60 passages"):
-        RagVQA.from_pretrained(index=small, kb=cache / "kb", profile="tiny").check()
+        RagVQA.from_pretrained(index=small, kb=cache / "kb", profile="tiny",
+                               retriever="tiny").check()
     with pytest.raises(CheckpointError, match="not in the Hugging Face cache"):
         RagVQA.from_pretrained(index=index_dir, kb=cache / "kb",
                                retriever="nobody/missing-ret").check()
+
+
+def test_the_index_retriever_is_used_and_other_weights_are_refused(cache, tmp_path):
+    """An index records its retriever's name and weights: without --retriever the pipeline loads
+    that one; the same architecture with other weights (a fine-tuned copy) is refused unless
+    allowed explicitly."""
+    from rag_vqa.indexing import build_index
+    from rag_vqa.loading import load_retriever
+    from retriever.tiny import build_tiny_retriever
+
+    folder = tmp_path / "ret-seed1"
+    build_tiny_retriever(seed=1).save_pretrained(folder)
+    index = tmp_path / "ix-seed1"
+    build_index(cache / "kb", load_retriever(str(folder)), index, method="exact", workers=0)
+    pipe = RagVQA.from_pretrained(index=index, profile="tiny").check()
+    assert pipe.components.retriever.name == str(folder)
+    with pytest.raises(IncompatibleIndexError, match=r"has other weights.*--retriever "
+                                                     f"{folder}.*allow-retriever-mismatch"):
+        RagVQA.from_pretrained(index=index, profile="tiny", retriever="tiny").check()
+    allowed = RagVQA.from_config({"profile": "tiny", "retriever": {"model": "tiny"},
+                                  "index": {"path": str(index),
+                                            "allow_retriever_mismatch": True}})
+    assert allowed.check().components.retriever.name == "rag-vqa/tiny-random-ret"
 
 
 def test_from_pretrained_with_a_saved_tiny_retriever(cache, tmp_path):
@@ -126,3 +155,39 @@ def test_from_pretrained_with_a_saved_tiny_retriever(cache, tmp_path):
     reference = sample_pipeline("tiny", cache, k=2).retrieve(question_image(q), q.question)
     assert [e.passage_id for e in pipe.retrieve(question_image(q), q.question)] == \
         [e.passage_id for e in reference]
+
+
+def test_model_names_that_cannot_load_fail_when_the_pipeline_is_made(cache, pipe, tmp_path):
+    """Not at the first answer: a pipeline that is returned can load its models."""
+    from generator import GeneratorLoadError
+
+    _ = pipe  # the sample index exists
+    index_dir = next(cache.glob("index-*"))
+    with pytest.raises(GeneratorLoadError, match="'nobody/uncached' is not in the Hugging Face "
+                                                 "cache and HF_HUB_OFFLINE=1"):
+        RagVQA.from_pretrained(retriever="tiny", generator="nobody/uncached", index=index_dir)
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        RagVQA.from_pretrained(retriever=str(tmp_path / "nope"), generator="tiny",
+                               index=index_dir)
+    with pytest.raises(MissingResourceError, match="does not exist"):
+        RagVQA.from_pretrained(retriever="tiny", generator="tiny", index=tmp_path / "none")
+    # "tiny" names the tiny generator as it names the tiny retriever
+    made = RagVQA.from_pretrained(retriever="tiny", generator="tiny", index=index_dir, k=2)
+    q = sample_questions()[1]
+    answer = made.answer(question_image(q), q.question)
+    assert answer.error is None and answer.models["generator"] == "rag-vqa/tiny-random-llava"
+
+
+def test_one_bad_item_of_a_batch_costs_only_itself(pipe, tmp_path):
+    questions = sample_questions()[:2]
+    good = [(question_image(q), q.question) for q in questions]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    answers = pipe.answer_batch([good[0], (question_image(questions[0]), {"a": 1}),
+                                 (broken, "What is this?"), (tmp_path, "A folder?"), good[1]])
+    assert "must be text, got dict" in answers[1].error and answers[1].question == "{'a': 1}"
+    assert "broken.jpg" in answers[2].error and "is a folder" in answers[3].error
+    alone = pipe.answer_batch(good)
+    for got, want in ((answers[0], alone[0]), (answers[4], alone[1])):
+        assert got.error is None and got.raw == want.raw
+        assert [e.passage_id for e in got.evidence] == [e.passage_id for e in want.evidence]

@@ -119,7 +119,7 @@ def test_cli_trains_pauses_and_resumes(tmp_path, task):
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["steps"] == 2
     again = cli("train", *common, "--max-steps", "4")
-    assert again.returncode == 2 and "pass --resume" in again.stderr
+    assert again.returncode == 2 and "pass --resume" in json.loads(again.stdout)["error"]
     resumed = cli("train", *common, "--max-steps", "4", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     out = json.loads(resumed.stdout)
@@ -129,7 +129,7 @@ def test_cli_trains_pauses_and_resumes(tmp_path, task):
     assert steps == sorted(steps) and steps[-1] == 4
     missing = cli("train", *common, "--queries", tmp_path / "nope.jsonl", "--output-dir",
                   tmp_path / "other")
-    assert missing.returncode == 2 and "nope.jsonl" in missing.stderr
+    assert missing.returncode == 2 and "nope.jsonl" in json.loads(missing.stdout)["error"]
 
 
 def test_cli_help_lists_the_training_flags():

@@ -241,3 +241,40 @@ def test_dtype_and_device_options(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             ReTRetriever.from_pretrained(tmp_path / "m", device="cuda", dtype="bfloat16")
+
+
+def test_a_checkpoint_of_config_and_weights_only_loads_and_runs_on_tensors(tmp_path):
+    """The authors' saves hold config.json and weights only: the towers must load and run on
+    tensors; the processor is needed (and its absence reported clearly) only to encode texts
+    and images."""
+    from retriever import ProcessorLoadError
+
+    src = perturbed()
+    folder = write_released(src, tmp_path / "bare")
+    inputs = src.query_processor(["a question"], [random_image(4)])
+    for path in folder.iterdir():
+        if path.name not in ("config.json", "model.safetensors"):
+            path.unlink()
+    loaded = ReTRetriever.from_pretrained(folder)  # no tokenizer, no image processor: fine
+    assert_same_weights(src, loaded)
+    with torch.no_grad():
+        assert torch.equal(loaded.query_encoder(**inputs.as_kwargs()),
+                           src.query_encoder(**inputs.as_kwargs()))
+    with pytest.raises(ProcessorLoadError, match="tokenizer"):
+        loaded.encode_queries(["a question"], [random_image(4)])
+    loaded.save_pretrained(tmp_path / "resaved")  # saving without a processor still works
+    assert (tmp_path / "resaved" / "model.safetensors").is_file()
+
+
+def test_weights_fingerprint_tells_fine_tuned_copies_apart_and_ignores_dtype(tmp_path):
+    src = perturbed()
+    folder = write_released(src, tmp_path / "released")
+    fp32 = ReTRetriever.from_pretrained(folder)
+    bf16 = ReTRetriever.from_pretrained(folder, dtype="bfloat16")
+    assert fp32.weights_fingerprint() == bf16.weights_fingerprint() == src.weights_fingerprint()
+    assert fp32.config_fingerprint() == build_tiny_retriever(seed=0).config_fingerprint()
+    assert fp32.weights_fingerprint() != build_tiny_retriever(seed=0).weights_fingerprint()
+    before = fp32.weights_fingerprint()
+    with torch.no_grad():  # one step of fine-tuning, in place: the fingerprint follows
+        next(fp32.query_encoder.parameters()).add_(1e-3)
+    assert fp32.weights_fingerprint() != before

@@ -105,3 +105,18 @@ def test_bytes_and_labels(tmp_path):
     assert load_image(data).mode == "RGB"
     with pytest.raises(ImageLoadError, match="passage 7 image"):
         load_image(b"nope", label="passage 7 image")
+
+
+def test_paths_that_are_not_files_say_what_they_are_without_being_opened(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it would block until a writer comes
+    (tmp_path / "folder.jpg").mkdir()
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "dangling.jpg")
+    cases = {tmp_path / "pipe.jpg": r"is a FIFO \(named pipe\)",
+             tmp_path / "folder.jpg": "is a folder", "/dev/zero": "is a character device",
+             tmp_path / "dangling.jpg": "broken symbolic link",
+             tmp_path / "missing.jpg": "no such file"}
+    for path, words in cases.items():
+        with pytest.raises(ImageLoadError, match=words):
+            load_image(path)

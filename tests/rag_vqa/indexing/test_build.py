@@ -142,6 +142,39 @@ def test_build_killed_with_sigkill_resumes_to_the_same_index(tmp_path):
     assert a == b  # every file of the index is byte-identical
 
 
+def test_overwrite_killed_with_sigkill_leaves_the_old_index_usable(tmp_path):
+    """--overwrite builds beside the working index: killed at any moment, the old index still
+    loads (every digest checked) and answers as before; run again, the new one replaces it."""
+    kb, _ = make_kb(tmp_path, n=300)
+    common = ["--retriever", "tiny", "--shard-size", "10", "--workers", "0", "--batch-size", "5"]
+    out = tmp_path / "ix"
+    first = run_cli("index", "build", str(kb), "--out", str(out), "--method", "exact", *common)
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    old = MultiVectorIndex.load(out)
+    queries = np.random.default_rng(0).standard_normal((3, 32, 128)).astype(np.float32)
+    before = old.search(queries, k=5)
+
+    victim = run_cli("index", "build", str(kb), "--out", str(out), "--method", "plaid",
+                     "--overwrite", *common)
+    marker = out / "encode" / "shard-00004.json"
+    deadline = time.time() + 120
+    while not marker.exists() and time.time() < deadline and victim.poll() is None:
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    survivor = MultiVectorIndex.load(out)
+    assert survivor.digest == old.digest and survivor.search(queries, k=5) == before
+
+    again = run_cli("index", "build", str(kb), "--out", str(out), "--method", "plaid",
+                    "--overwrite", *common, "--json")
+    stdout, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    assert json.loads(stdout)["shards_resumed"] >= 4
+    new = MultiVectorIndex.load(out)
+    assert new.method == "plaid" and len(new) == len(old)
+    assert [p.name for p in out.glob("data-*")] == [new.manifest["data"]]
+
+
 def test_index_info_cli(tmp_path, tiny):
     kb, _ = make_kb(tmp_path, n=8)
     build_index(kb, tiny, tmp_path / "ix", method="exact", workers=0)
@@ -150,8 +183,24 @@ def test_index_info_cli(tmp_path, tiny):
     assert proc.returncode == 0, err
     info = json.loads(out)
     assert info["documents"] == 9 and info["method"] == "exact"
-    assert info["retriever"]["is_tiny"]
-    (tmp_path / "ix" / "ids_utf8-00000.npy").write_bytes(b"garbage")
+    assert info["retriever"]["is_tiny"] and info["kb"]["status"] == "ok"
+    # a passage rewritten in place (same size): only the full check sees it, and reports the KB
+    sqlite = kb / "passages.sqlite"
+    data = sqlite.read_bytes()
+    text = b"a passage with a broken image"
+    sqlite.write_bytes(data.replace(text, text.upper()))
+    assert sqlite.read_bytes() != data
+    proc = run_cli("index", "info", str(tmp_path / "ix"), "--json")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    proc = run_cli("index", "info", str(tmp_path / "ix"), "--verify", "--json")
+    out, err = proc.communicate(timeout=120)
+    info = json.loads(out)
+    assert proc.returncode == 2 and info["kb"]["status"] == "damaged"
+    assert "differs from the recorded digest" in info["kb"]["detail"]
+    sqlite.write_bytes(data)
+    index = MultiVectorIndex.load(tmp_path / "ix")
+    (index.data_path / "ids_utf8-00000.npy").write_bytes(b"garbage")
     proc = run_cli("index", "info", str(tmp_path / "ix"))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "ids_utf8-00000.npy" in err and "Traceback" not in err

@@ -80,7 +80,6 @@ def test_import_article_format_with_a_local_tokenizer(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra,words", [
     (["--overlap", "60"], "bad splitting options"),
-    (["--limit", "-1"], "--limit"),
     (["--tokenizer", "/no/such/tokenizer"], "cannot load tokenizer"),
 ])
 def test_user_errors_are_value_errors(tmp_path, extra, words):
@@ -99,9 +98,11 @@ def test_missing_source_and_kb_are_value_errors(tmp_path):
         run("kb", "stats", str(tmp_path / "nope"))
 
 
-def test_bad_format_is_an_argparse_error(tmp_path):
+@pytest.mark.parametrize("extra", [["--format", "csv"], ["--format", "ret-jsonl", "--limit", "-1"],
+                                   ["--format", "ret-jsonl", "--max-tokens", "0"]])
+def test_bad_flags_are_argparse_errors(tmp_path, extra):
     with pytest.raises(SystemExit) as info:
-        run("kb", "import", "--format", "csv", "x", "--out", str(tmp_path / "kb"))
+        run("kb", "import", *extra, "x", "--out", str(tmp_path / "kb"))
     assert info.value.code == 2
 
 
@@ -119,3 +120,23 @@ def test_url_images_count_once_fetched(tmp_path, capsys):
     target.write_bytes(b"x")
     run("kb", "stats", str(tmp_path / "kb"), "--check-images", "--json")
     assert json.loads(capsys.readouterr().out)["images_present"] == 1
+
+
+def test_stats_verify_checks_the_digest_and_sqlite_integrity(tmp_path, capsys):
+    source = write_jsonl(tmp_path / "kb.jsonl", ret_records(12))
+    assert run("kb", "import", "--format", "ret-jsonl", str(source), "--out",
+               str(tmp_path / "kb")) == 0
+    assert run("kb", "stats", str(tmp_path / "kb"), "--verify", "--json") == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["verified"] == "full"
+    sqlite = tmp_path / "kb" / "passages.sqlite"
+    data = bytearray(sqlite.read_bytes())
+    data[len(data) // 2] ^= 0x01                            # one flipped bit, same size
+    sqlite.write_bytes(bytes(data))
+    assert run("kb", "stats", str(tmp_path / "kb")) == 0  # the quick default sees the size only
+    with pytest.raises(KBError, match="differs from the recorded digest"):
+        run("kb", "stats", str(tmp_path / "kb"), "--verify")
+    manifest = json.loads((tmp_path / "kb" / "manifest.json").read_text())
+    manifest["counts"]["passages"] = 13
+    (tmp_path / "kb" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KBError, match="modified after it was written"):
+        run("kb", "stats", str(tmp_path / "kb"), "--verify", "none")

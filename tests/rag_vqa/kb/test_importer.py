@@ -14,10 +14,11 @@ from rag_vqa.kb.errors import (DuplicatePassageError, KBError, KBFormatError, KB
                                ResumeMismatchError)
 from rag_vqa.kb.importer import MAX_BAD_EXAMPLES, import_kb
 from rag_vqa.kb.imagerefs import check_image_ref
-from rag_vqa.kb.manifest import sha256_file
+from rag_vqa.kb.manifest import sqlite_entry
 from rag_vqa.kb.readers import iter_passages
 from rag_vqa.kb.splitting import PassageSplitter
 from rag_vqa.kb.store import PassageStore
+from retriever.fileio import DIGEST, file_digest
 
 from .kbdata import (evqa_kb, requires_pyarrow, ret_records, wiki_records, write_evqa,
                      write_jsonl, write_lines, write_parquet)
@@ -62,7 +63,8 @@ def test_import_each_format_matches_the_reader(tmp_path, fmt):
     manifest = json.loads((tmp_path / "kb" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["format"] == fmt
     assert manifest["image_root"] == str((tmp_path / "images").resolve())
-    assert manifest["sqlite_sha256"] == sha256_file(tmp_path / "kb" / "passages.sqlite")
+    sqlite = sqlite_entry(manifest)
+    assert sqlite[DIGEST] == file_digest(tmp_path / "kb" / "passages.sqlite")
     assert manifest["report"] == report.to_dict()
     assert manifest["source"]["files"][0]["name"] == source.name
     assert manifest["source"]["files"][0]["size"] == source.stat().st_size
@@ -283,3 +285,56 @@ def test_a_store_killed_before_its_first_commit_starts_over(tmp_path):
     source = write_jsonl(tmp_path / "kb.jsonl", ret_records(3))
     report = import_kb("ret-jsonl", source, tmp_path / "kb")
     assert report.resumed_from == 0 and report.passages_written == 3
+
+
+def test_odd_records_in_one_batch_are_skipped_and_counted_and_the_rest_kept(tmp_path):
+    from .test_readers import BAD_RET_LINES
+
+    good = ret_records(12)
+    images = ["javascript:alert(1)", "data:image/png;base64,iVBORw0KGgo=", "file:///etc/passwd",
+              " javascript:alert(1)", "a\nb.jpg"]
+    for record, image in zip(good, images):
+        record["passage_image_path"] = image
+    lines = [json.dumps(r) for r in good]
+    for k, (line, _) in enumerate(BAD_RET_LINES):
+        lines.insert(1 + 2 * k, line)
+    source = write_lines(tmp_path / "kb.jsonl", lines)
+    report = import_kb("ret-jsonl", source, tmp_path / "kb", skip_bad=True,
+                       batch_size=len(lines))  # one batch holds them all
+    assert report.bad_records == len(BAD_RET_LINES)
+    assert report.refused_image_paths == len(images)
+    stored = dict((p.passage_id, p.image) for _, p in rows(tmp_path / "kb"))
+    assert list(stored) == [r["passage_id"] for r in good]
+    assert [stored[r["passage_id"]] for r in good[:len(images)]] == [None] * len(images)
+    for line, field in BAD_RET_LINES:  # without --skip-bad: stopped with the record's message
+        path = write_lines(tmp_path / "one.jsonl", [json.dumps(good[-1]), line])
+        with pytest.raises(KBFormatError, match=r"one\.jsonl, line 2: ") as info:
+            import_kb("ret-jsonl", path, tmp_path / "strict", resume=False)
+        assert info.value.field == field
+    for image in images:
+        path = write_jsonl(tmp_path / "img.jsonl", [{"passage_id": "x",
+                                                     "passage_image_path": image}])
+        with pytest.raises(KBFormatError, match="field 'passage_image_path': refused"):
+            import_kb("ret-jsonl", path, tmp_path / "strict", resume=False)
+
+
+def test_an_image_root_that_is_not_a_folder_says_what_it_is(tmp_path):
+    source = write_jsonl(tmp_path / "kb.jsonl", ret_records(2))
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "file").write_text("x")
+    for root, words in ((tmp_path / "fifo", r"is a FIFO \(named pipe\)"),
+                        (tmp_path / "file", "is a file, not a folder"), ("/dev/zero", "device")):
+        with pytest.raises(KBError, match=words):
+            import_kb("ret-jsonl", source, tmp_path / "kb", root)
+
+
+def test_reports_of_skipped_records_stay_valid_utf8(tmp_path):
+    kb = evqa_kb(2)
+    text = json.dumps(kb)[:-1] + ', "https://x/\\ud800": {"section_texts": ["y"]}, ' \
+        '"https://x/y": {"section_texts": ["z"], "\\udc80": ["\\udc80"]}}'
+    source = tmp_path / "kb.json"
+    source.write_text(text)
+    report = import_kb("evqa-kb", source, tmp_path / "kb", skip_bad=True, splitter=splitter())
+    assert report.bad_records == 2 and report.articles == 2
+    manifest = (tmp_path / "kb" / "manifest.json").read_bytes().decode("utf-8")  # strict
+    assert "https://x/\\\\ud800" in manifest

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from rag_vqa.kb.jsonstream import JSONStreamError, iter_object_items
+from retriever.fileio import JSONRecordError
 
 TRICKY = {
     "https://en.wikipedia.org/wiki/A": {"title": "A {not a brace}", "texts": ["x}", "{y", "]["],
@@ -109,3 +110,24 @@ def test_truncated_file_names_the_last_key():
     text = json.dumps({"a": {"x": list(range(50))}, "b": {"y": "z" * 100}})
     error = _error(text[:-30], chunk_size=16)
     assert error.key == "b" and "truncated" in str(error)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 64, 1 << 20])
+@pytest.mark.parametrize("bad,reason", [
+    ("[" * 3000 + '"]}\\"[{"' + "]" * 3000, "nested too deeply"),
+    ('{"x": ' + "[" * 150 + "]" * 150 + "}", "nested more than"),
+    ('"\\ud800"', "lone surrogate"),
+    ('{"\\udfff": 1}', "lone surrogate"),
+    ("9" * 5000, "number too long"),
+])
+def test_an_unusable_value_is_yielded_as_an_error_and_the_stream_goes_on(chunk_size, bad, reason):
+    text = '{"a": {"x": [1, "}"]}, "bad": ' + bad + ', "b": [true, "\\"]"]}'
+    items = list(iter_object_items(io.StringIO(text), chunk_size=chunk_size))
+    assert [k for k, _ in items] == ["a", "bad", "b"]
+    assert items[0][1] == {"x": [1, "}"]} and items[2][1] == [True, '"]']
+    assert isinstance(items[1][1], JSONRecordError) and reason in str(items[1][1])
+
+
+def test_a_deep_value_cut_by_the_end_of_the_file_is_still_fatal():
+    error = _error('{"a": ' + "[" * 3000 + "]" * 10, chunk_size=16)
+    assert error.key == "a" and "truncated" in str(error)

@@ -4,8 +4,9 @@ import os
 import pytest
 
 from rag_vqa.kb.errors import KBStoreError
-from rag_vqa.kb.manifest import (KB_FORMAT_VERSION, KB_KIND, read_manifest, sha256_file,
+from rag_vqa.kb.manifest import (KB_FORMAT_VERSION, KB_KIND, read_manifest,
                                  write_json_atomic)
+from retriever.fileio import seal
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -25,7 +26,9 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 
 
 def manifest(**changes):
-    return {"kind": KB_KIND, "format_version": KB_FORMAT_VERSION, "complete": True, **changes}
+    files = {"passages.sqlite": {"bytes": 0, "xxh3_128": "0" * 32}}
+    return seal({"kind": KB_KIND, "format_version": KB_FORMAT_VERSION, "complete": True,
+                 "files": files, **changes})
 
 
 @pytest.mark.parametrize("content,words", [
@@ -34,6 +37,12 @@ def manifest(**changes):
     (json.dumps({"kind": "other"}), "not a rag-vqa knowledge-base manifest"),
     (json.dumps(manifest(format_version=KB_FORMAT_VERSION + 1)), "upgrade rag-vqa"),
     (json.dumps(manifest(complete=False)), "unfinished import"),
+    (json.dumps(manifest(format_version=1)), "older knowledge bases carry no digests"),
+    (json.dumps({**manifest(), "counts": {"passages": 10**6}}), "modified after it was written"),
+    (json.dumps({k: v for k, v in manifest().items() if k != "manifest_digest"}),
+     "has no manifest_digest"),
+    (json.dumps(manifest(files={})), "does not record the size"),
+    ("[" * 100000, "unreadable manifest"),
 ])
 def test_read_manifest_errors(tmp_path, content, words):
     if content is not None:
@@ -52,10 +61,3 @@ def test_read_manifest_missing_folder_and_unfinished(tmp_path):
     assert read_manifest(tmp_path)["extra"] == 1
 
 
-def test_sha256_file(tmp_path):
-    import hashlib
-
-    path = tmp_path / "x.bin"
-    data = os.urandom(3 * 1024 + 7)
-    path.write_bytes(data)
-    assert sha256_file(path, block=1024) == hashlib.sha256(data).hexdigest()

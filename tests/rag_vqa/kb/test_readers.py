@@ -214,3 +214,103 @@ def test_unknown_format_and_wrong_source(tmp_path):
         list(iter_records("evqa-kb", tmp_path))
     with pytest.raises(KBSourceError, match="not found"):
         list(iter_records("ret-jsonl", tmp_path / "missing.jsonl"))
+
+
+# -- one bad record is that record's error, in every format ----------------------------------
+
+DEEP = "[" * 5000 + "]" * 5000
+BAD_RET_LINES = [  # (line, field named in the error)
+    ('{"passage_id": "p", "passage_image_path": 7}', "passage_image_path"),
+    ('{"passage_id": "p", "x": ' + DEEP + "}", None),
+    ('{"passage_id": "p", "x": [' + "[" * 150 + "]" * 150 + "]}", "x"),
+    ('{"passage_id": "p", "passage_text": "\\ud800"}', "passage_text"),
+    ('{"passage_id": "p\\u0000q"}', "passage_id"),
+    ('{"passage_id": "p\\nq"}', "passage_id"),
+    ('{"passage_id": "p\\u2028q"}', "passage_id"),
+    (json.dumps({"passage_id": "p" * 100_000}), "passage_id"),
+    ('{"passage_id": 1.5}', "passage_id"),
+    ('{"passage_id": {"a": 1}}', "passage_id"),
+    ('{"passage_id": "p", "n": ' + "9" * 5000 + "}", None),
+]
+
+
+@pytest.mark.parametrize("line,field", BAD_RET_LINES)
+def test_odd_values_are_record_errors_and_the_neighbours_are_kept(tmp_path, line, field):
+    good = [json.dumps(r) for r in ret_records(3)]
+    path = write_lines(tmp_path / "kb.jsonl", [good[0], line, good[1], good[2]])
+    records = list(iter_records("ret-jsonl", path))
+    assert [r.error is None for r in records] == [True, False, True, True]
+    error = records[1].error
+    assert isinstance(error, KBFormatError) and error.location == "line 2"
+    assert error.field == field and str(error).startswith(f"{path}, line 2: ")
+    assert len(str(error)) < 500  # a 100k-character id is not echoed back whole
+    assert [p.passage_id for p in iter_passages("ret-jsonl", path, skip_bad=True)] == \
+        ["p0", "p1", "p2"]
+
+
+def test_a_byte_order_mark_is_accepted_in_jsonl(tmp_path):
+    path = tmp_path / "kb.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n"
+                                               for r in ret_records(2)).encode())
+    assert [p.passage_id for p in iter_passages("ret-jsonl", path)] == ["p0", "p1"]
+
+
+@pytest.mark.parametrize("value,field", [
+    (DEEP, None), ('{"title": "\\udc80", "section_texts": ["x"]}', "title"),
+    ('{"section_texts": ["\\ud83d"]}', "section_texts"),
+    ('{"section_texts": [' + "9" * 5000 + "]}", None),
+    ('{"section_texts": ["x"], "\\ud800": ["\\ud800"]}', "(a key)"),
+])
+def test_evqa_unusable_article_is_skipped_and_the_stream_goes_on(tmp_path, value, field):
+    kb = evqa_kb(2)
+    first, second = kb
+    text = "{" + f"{json.dumps(first)}: {json.dumps(kb[first])}, \"https://x/bad\": {value}, " \
+                 f"{json.dumps(second)}: {json.dumps(kb[second])}" + "}"
+    path = tmp_path / "kb.json"
+    path.write_text(text)
+    for chunk_size in (3, 1 << 20):
+        records = list(iter_records("evqa-kb", path, splitter=SPLITTER, chunk_size=chunk_size))
+        assert [r.error is None for r in records] == [True, False, True]
+        assert records[1].error.field == field and "'https://x/bad'" in str(records[1].error)
+        assert records[2].passages[0].article_id == second
+
+
+@pytest.mark.parametrize("key", ["https://x/a\nb", "https://x/\x00", "u" * 2000, "\udc80"])
+def test_evqa_article_keys_follow_the_id_rules(tmp_path, key):
+    kb = {key: evqa_article(0), "https://ok": evqa_article(1)}
+    path = tmp_path / "kb.json"
+    path.write_text(json.dumps(kb))
+    records = list(iter_records("evqa-kb", path, splitter=SPLITTER))
+    assert records[0].error is not None and "article key" in str(records[0].error)
+    assert len(str(records[0].error)) < 500 and records[1].passages
+
+
+def test_evqa_invalid_utf8_costs_one_article(tmp_path):
+    kb = evqa_kb(3)
+    keys = list(kb)
+    kb[keys[1]]["title"] = "MARK"
+    data = json.dumps(kb, ensure_ascii=False).encode().replace(b"MARK", b"bad \xff byte")
+    path = tmp_path / "kb.json"
+    path.write_bytes(b"\xef\xbb\xbf" + data)
+    records = list(iter_records("evqa-kb", path, splitter=SPLITTER, chunk_size=5))
+    assert [r.error is None for r in records] == [True, False, True]
+    assert records[1].error.field == "title" and "UTF-8" in str(records[1].error)
+
+
+@requires_pyarrow
+@pytest.mark.parametrize("column,values,field", [
+    ("passage_id", [b"bytes-id", b"two"], "passage_id"),
+    ("passage_id", [1.5, 2.5], "passage_id"),
+    ("passage_content", [[1, 2], [3]], "passage_content"),
+    ("passage_content", [{"a": "x"}, {"a": "y"}], "passage_content"),
+    ("title", [7, 8], "title"),
+    ("passage_id", ["ok\nid", "ok\x00id"], "passage_id"),
+])
+def test_m2kr_parquet_wrong_types_are_record_errors(tmp_path, column, values, field):
+    rows = [{"passage_id": f"m{i}", "passage_content": f"text {i}", "title": f"t{i}"}
+            for i in range(2)]
+    for row, value in zip(rows, values):
+        row[column] = value
+    path = write_parquet(tmp_path / "p.parquet", rows)
+    records = list(iter_records("m2kr", path))
+    assert [(r.location, r.error.field) for r in records] == [("row 1", field), ("row 2", field)]

@@ -1,4 +1,5 @@
 import gzip
+from pathlib import Path
 import json
 
 import pytest
@@ -28,7 +29,7 @@ def test_jsonl_records_skip_empty_lines_and_keep_line_numbers(tmp_path, gz):
     assert [(i, loc) for i, loc, _, _ in items] == [(0, "line 1"), (1, "line 4"), (2, "line 5"),
                                                   (3, "line 6"), (4, "line 7")]
     assert items[0][2] == {"a": 1} and items[0][3] is None
-    assert "JSON object" in items[2][3] and "invalid JSON" in items[3][3]
+    assert "JSON object" in str(items[2][3]) and "invalid JSON" in str(items[3][3])
 
 
 def test_jsonl_skip_counts_without_decoding(tmp_path):
@@ -41,7 +42,7 @@ def test_invalid_utf8_is_a_record_error(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_bytes(b'{"a": "\xff"}\n{"a": 1}\n')
     items, _ = drain(iter_jsonl(path))
-    assert "UTF-8" in items[0][3] and items[1][2] == {"a": 1}
+    assert "UTF-8" in str(items[0][3]) and items[1][2] == {"a": 1}
 
 
 def test_truncated_gzip_is_fatal_and_located(tmp_path):
@@ -108,3 +109,19 @@ def test_missing_pyarrow_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)
     with pytest.raises(KBSourceError, match="pip install pyarrow"):
         drain(iter_parquet(path))
+
+
+def test_sources_that_are_not_files_say_what_they_are_and_are_never_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "kb.jsonl"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    with pytest.raises(KBSourceError, match=r"kb\.jsonl is a FIFO \(named pipe\)"):
+        list_files(fifo, (".jsonl",), True)
+    with pytest.raises(KBSourceError, match=r"/dev/zero is a character device"):
+        list_files(Path("/dev/zero"), (".jsonl",), False)
+    (tmp_path / "shards").mkdir()
+    os.mkfifo(tmp_path / "shards" / "a.jsonl")
+    (tmp_path / "shards" / "b.jsonl").write_text('{"a": 1}\n')
+    (tmp_path / "shards" / "c.jsonl").mkdir()
+    assert [p.name for p in list_files(tmp_path / "shards", (".jsonl",), True)] == ["b.jsonl"]

@@ -124,16 +124,32 @@ def test_open_refuses_unfinished_and_non_kb_folders(tmp_path):
 def test_finalized_kb_is_one_self_described_file(kb):
     import json
 
-    from rag_vqa.kb.manifest import sha256_file
+    import xxhash
 
     manifest = json.loads((kb / "manifest.json").read_text())
-    assert manifest["complete"] is True and manifest["format_version"] == 1
-    assert manifest["sqlite_sha256"] == sha256_file(kb / "passages.sqlite")
+    assert manifest["complete"] is True and manifest["format_version"] == 2
+    data = (kb / "passages.sqlite").read_bytes()
+    assert manifest["files"]["passages.sqlite"] == {
+        "bytes": len(data), "xxh3_128": xxhash.xxh3_128(data).hexdigest()}
     assert manifest["counts"]["passages"] == 40
     assert sorted(p.name for p in kb.iterdir()) == ["manifest.json", "passages.sqlite"]
     with PassageStore.open(kb) as store:
-        assert store.verify()
+        store.verify()
         assert store._db().execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_rewritten_passage_of_the_same_size_is_refused(kb):
+    """An edit that keeps the file size (a passage text rewritten in place) is caught by the
+    digest that the default open checks; only verify="size" (or "none") lets it through."""
+    path = kb / "passages.sqlite"
+    data = path.read_bytes()
+    passage = sample_passages()[3].text.encode("utf-8")
+    assert data.count(passage) == 1
+    path.write_bytes(data.replace(passage, passage.upper()))
+    with pytest.raises(KBStoreError, match="differs from the recorded digest"):
+        PassageStore.open(kb)
+    with PassageStore.open(kb, verify="size") as store:  # the user's explicit choice
+        assert store.get_rows([3])[0].text == sample_passages()[3].text.upper()
 
 
 def test_read_only_store_refuses_writes_and_detects_changes(kb):

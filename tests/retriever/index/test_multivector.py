@@ -139,13 +139,18 @@ def test_corrupt_and_mismatched_files_are_reported(tmp_path, data):
     index = MultiVectorIndex.build(tmp_path / "ix", list(range(50)), docs[:50], method="plaid",
                                    num_centroids=32)
     path = index.path
-    codes = next(path.glob("codes-*.npy"))
+    codes = next(index.data_path.glob("codes-*.npy"))
     raw = bytearray(codes.read_bytes())
-    raw[-1] ^= 0xFF
+    raw[-2], raw[-4] = raw[-4], raw[-2]  # two codes swapped: still valid codes, wrong documents
     codes.write_bytes(bytes(raw))
-    with pytest.raises(IndexFormatError, match=f"{codes.name}: checksum mismatch"):
+    with pytest.raises(IndexFormatError, match=f"{codes.name}: content differs from its "
+                                               "recorded digest"):
         MultiVectorIndex.load(path)
-    MultiVectorIndex.load(path, verify="size")  # same size: only a full check sees it
+    MultiVectorIndex.load(path, verify="size")  # same size, in range: only a full check sees it
+    raw[-1] ^= 0xFF  # a flipped high byte: a centroid code that does not exist
+    codes.write_bytes(bytes(raw))
+    with pytest.raises(IndexFormatError, match=r"codes of segment 0 hold values outside"):
+        MultiVectorIndex.load(path, verify="size")
     codes.write_bytes(bytes(raw[:-10]))
     with pytest.raises(IndexFormatError, match="bytes, manifest says"):
         MultiVectorIndex.load(path, verify="size")
@@ -159,6 +164,72 @@ def test_corrupt_and_mismatched_files_are_reported(tmp_path, data):
         MultiVectorIndex.load(path)
     with pytest.raises(IndexFormatError, match="no manifest.json"):
         MultiVectorIndex.load(tmp_path)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m.update(method="exact"),
+    lambda m: m["counts"].update(live=m["counts"]["live"] - 1),
+    lambda m: m.update(metadata={"retriever": {"name": "someone-else"}}),
+    lambda m: next(iter(m["files"].values())).update(xxh3_128="0" * 32),
+    lambda m: m.pop("manifest_digest"),
+])
+def test_any_edit_of_the_manifest_is_refused(tmp_path, data, edit):
+    docs, _, _ = data
+    index = MultiVectorIndex.build(tmp_path / "ix", list(range(40)), docs[:40], method="plaid",
+                                   num_centroids=16)
+    manifest = json.loads((index.path / "manifest.json").read_text())
+    edit(manifest)
+    (index.path / "manifest.json").write_text(json.dumps(manifest))
+    for verify in ("full", "size", "none"):
+        with pytest.raises(IndexFormatError, match="manifest.json"):
+            MultiVectorIndex.load(index.path, verify=verify)
+
+
+@pytest.mark.parametrize("method", ["plaid", "exact"])
+def test_a_rewritten_array_of_the_same_size_is_refused(tmp_path, data, method):
+    """Every array, not only the codes: each file's digest is checked by the default load."""
+    docs, _, _ = data
+    index = MultiVectorIndex.build(tmp_path / "ix", [f"d{i}" for i in range(60)], docs[:60],
+                                   method=method, num_centroids=16)
+    for name in sorted(index.manifest["files"]):
+        path = index.data_path / name
+        original = path.read_bytes()
+        header = len(original) - (len(original) // 2)
+        path.write_bytes(original[:header] + bytes(reversed(original[header:])))
+        if path.read_bytes() != original:
+            with pytest.raises(IndexFormatError, match=name):
+                MultiVectorIndex.load(index.path)
+        path.write_bytes(original)
+    MultiVectorIndex.load(index.path)
+
+
+class FailingArray:
+    """An array-like that fails after some rows: a build killed half-way."""
+
+    def __init__(self, array, fail_after):
+        self.array, self.shape, self.fail_after = array, array.shape, fail_after
+
+    def __getitem__(self, key):
+        if isinstance(key, slice) and (key.stop or 0) > self.fail_after:
+            raise KeyboardInterrupt("killed")
+        return self.array[key]
+
+
+def test_overwrite_builds_beside_the_old_index_and_swaps(tmp_path, data):
+    docs, queries, _ = data
+    old = MultiVectorIndex.build(tmp_path / "ix", list(range(100)), docs[:100], method="plaid",
+                                 num_centroids=32)
+    before = old.search(queries[:5], k=5)
+    with pytest.raises(KeyboardInterrupt):
+        MultiVectorIndex.build(tmp_path / "ix", list(range(300)), FailingArray(docs[:300], 150),
+                               method="plaid", num_centroids=32, overwrite=True, chunk_size=50)
+    survivor = MultiVectorIndex.load(tmp_path / "ix")   # the old index, complete and verified
+    assert len(survivor) == 100 and survivor.search(queries[:5], k=5) == before
+    assert [p.name for p in (tmp_path / "ix").glob("data-*")] == [old.manifest["data"]]
+    new = MultiVectorIndex.build(tmp_path / "ix", list(range(300)), docs[:300], method="exact",
+                                 overwrite=True)
+    assert len(MultiVectorIndex.load(tmp_path / "ix")) == 300 and new.method == "exact"
+    assert [p.name for p in (tmp_path / "ix").glob("data-*")] == [new.manifest["data"]]
 
 
 def test_build_validates_inputs(tmp_path, data):
@@ -220,9 +291,9 @@ def test_documents_added_later_are_assigned_like_the_build(tmp_path, data):
     added = (noise / np.linalg.norm(noise, axis=-1, keepdims=True)).astype(np.float16)
     index.add(list(range(half, half + 50)), added)
     index.save()
-    assigner = CentroidAssigner(np.load(index.path / "centroids.npy"),
-                                np.load(index.path / "coarse.npy"), nprobe=1)
+    assigner = CentroidAssigner(np.load(index.data_path / "centroids.npy"),
+                                np.load(index.data_path / "coarse.npy"), nprobe=1)
     for seg, rows in ((0, docs[:half]), (1, added)):
-        codes = np.load(index.path / f"codes-{seg:05d}.npy")
+        codes = np.load(index.data_path / f"codes-{seg:05d}.npy")
         expected = assigner.assign(rows.astype(np.float32).reshape(-1, rows.shape[-1]))
         assert np.array_equal(codes.reshape(-1), expected)
