@@ -92,6 +92,8 @@ def check_image_ref(ref: str) -> str:
         raise UnsafeImagePath(ref, "the path escapes the image root")
     if normalised in (".", ""):
         raise UnsafeImagePath(ref, "the path names the image root itself, not a file")
+    if normalised != normalised.strip():  # "a /" normalises to "a ": still a fixed point
+        raise UnsafeImagePath(ref, "the normalised path starts or ends with whitespace")
     if _SCHEME.match(normalised) or PureWindowsPath(normalised).drive:
         return "./" + normalised  # "./a:b.jpg" normalised must not read as a scheme or drive
     return normalised
