@@ -4,18 +4,22 @@
     python app.py --config rag.toml             # your index, knowledge base and models
     rag-vqa demo ...                            # the same, from the command line
 
-The handlers are plain functions over an injected pipeline, tested without a browser. Only
-decoded image content leaves the server: evidence images are re-encoded as thumbnails in a private
-(0700) per-launch folder that also holds Gradio's uploads and cache (removed at exit), and an
-upload is readable only by the browser session that made it. The queue is bounded (one question
-at a time by default: the models are shared; a full queue says "busy, retry"), and every failure
-is an error message in the answer area with the evidence cleared.
+The handlers are plain functions over an injected pipeline, tested without a browser. The
+evidence is one list: each passage's thumbnail beside its rank, score, title, section, URL and
+full text, marked when the prompt held it. Only decoded image content leaves the server:
+evidence images are re-encoded as thumbnails in a private (0700) per-launch folder that also
+holds Gradio's uploads and cache (removed at exit), and an upload is readable only by the browser
+session that made it. The queue is bounded (one question at a time by default: the models are
+shared; a full queue says "busy, retry"), and every failure is an error message in the answer
+area with the evidence cleared. The profile menu lists only profiles that can load here, and the
+examples appear only over the bundled sample.
 """
 
 # No `from __future__ import annotations`: Gradio finds the gr.Request parameter of a handler
 # by its evaluated annotation.
 import argparse
 import hashlib
+import html
 import logging
 import os
 import shutil
@@ -24,13 +28,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from rag_vqa import Evidence, RagVQA
 from rag_vqa.cli import USER_ERRORS
 from rag_vqa.cli_pipeline import add_demo_options, add_pipeline_options, pipeline_from_args
 from rag_vqa.config import PROFILES
-from rag_vqa.pipeline import TINY_NOTE
-from rag_vqa.quickstart import sample_pipeline
+from rag_vqa.quickstart import profile_available, sample_pipeline, uses_sample_kb
 from rag_vqa.samples import question_image, sample_questions
 from demo_server import (SESSION_COOKIE, UploadOwners, create_server_app, launch_folder, serve,
                          stop_on_signals)
@@ -43,8 +47,10 @@ MAX_K = 20
 MAX_NEW_TOKENS = 64
 MAX_QUESTION = 1000
 THUMBNAIL_SIZE = 320                  # longest side of an evidence thumbnail, in pixels
+SHOWN_SIZE = 112                      # ... and as shown beside its passage, in CSS pixels
+FILE_ROUTE = "gradio_api/file="       # Gradio's file route (relative: works behind a proxy)
 
-Update = tuple[str, list | None, list | None]  # answer markdown, gallery, rows (None: as is)
+Update = tuple[str, str | None]       # answer markdown, evidence HTML (None: unchanged)
 
 
 class InputError(ValueError):
@@ -52,19 +58,26 @@ class InputError(ValueError):
 
 
 class PipelineChoices:
-    """The configured pipeline plus one per other profile over the sample, built on first use
-    and then shared by every visitor."""
+    """The configured pipeline plus one per other profile over the sample that can load here
+    (``available`` says which), built on first use and then shared by every visitor."""
 
     def __init__(self, default_name: str, default: RagVQA,
-                 factory: Callable[[str], RagVQA] = sample_pipeline) -> None:
+                 factory: Callable[[str], RagVQA] = sample_pipeline,
+                 available: Callable[[str], str | None] = profile_available) -> None:
         self.default_name = default_name
         self._pipelines = {default_name: default}
         self._factory = factory
         self._lock = threading.Lock()
+        self._names = [default_name] + [p for p in PROFILES
+                                        if p != default_name and available(p) is None]
 
     @property
     def names(self) -> list[str]:
-        return [self.default_name] + [p for p in PROFILES if p != self.default_name]
+        return list(self._names)
+
+    @property
+    def default(self) -> RagVQA:
+        return self._pipelines[self.default_name]
 
     def get(self, name: Any) -> RagVQA:
         name = name or self.default_name
@@ -159,23 +172,55 @@ class Thumbnails:
             return None
 
 
-def evidence_views(evidence: Sequence[Evidence], thumbnails: Thumbnails
-                   ) -> tuple[list[tuple[str, str]], list[list]]:
-    """Gallery items (thumbnail path, caption) and table rows (rank, title, score, passage)."""
-    gallery, rows = [], []
+def _safe_url(url: str | None) -> str | None:
+    """http(s) links only (a KB may hold anything, ``javascript:`` included)."""
+    return url if url and urlsplit(url).scheme in ("http", "https") else None
+
+
+def evidence_html(evidence: Sequence[Evidence], thumbnails: Thumbnails,
+                  used: Sequence[str] = ()) -> str:
+    """The evidence as one list: each passage's thumbnail beside its rank, score, title,
+    section, URL and whole text; the passages the prompt held are marked. Everything from the
+    knowledge base is escaped."""
+    if not evidence:
+        return ""
+    used_ids, rows = set(used), []
     for ev in evidence:
-        caption = f"{ev.rank}. {ev.title or ev.passage_id} ({ev.score:.2f})"
         thumbnail = thumbnails.path_for(ev.image_path) if ev.image_path else None
-        if thumbnail:
-            gallery.append((thumbnail, caption))
-        rows.append([ev.rank, ev.title or "", round(ev.score, 3), ev.text])
-    return gallery, rows
+        image = (f'<img src="{FILE_ROUTE}{quote(thumbnail)}" alt="" loading="lazy" style="width:'
+                 f'{SHOWN_SIZE}px;max-height:{SHOWN_SIZE}px;object-fit:contain;flex:none;'
+                 'border-radius:4px;border:1px solid #8886;background:#8881">' if thumbnail else
+                 f'<div style="width:{SHOWN_SIZE}px;flex:none"></div>')
+        head = [f"<b>#{ev.rank}</b>", f"<b>{html.escape(ev.title or ev.passage_id)}</b>"]
+        if ev.section:
+            head.append(html.escape(ev.section))
+        head = [" · ".join(head), f'<span style="opacity:0.75">score {ev.score:.3f}</span>']
+        if ev.passage_id in used_ids:
+            head.append('<span class="in-prompt" style="background:#2563eb;color:#fff;'
+                        'padding:0 6px;border-radius:8px">in the prompt</span>')
+        url = _safe_url(ev.url)
+        meta = html.escape(ev.passage_id)
+        if url:
+            meta = (f'<a href="{html.escape(url)}" target="_blank" rel="noopener noreferrer">'
+                    f"{html.escape(url)}</a> · {meta}")
+        rows.append(
+            f'<div class="evidence-item" data-passage="{html.escape(ev.passage_id)}" '
+            'style="display:flex;gap:12px;align-items:flex-start;padding:8px 0;'
+            'border-bottom:1px solid #8883">'
+            f'{image}<div style="min-width:0">'
+            f'<div style="display:flex;flex-wrap:wrap;gap:8px;align-items:center">'
+            f'{"".join(head)}</div>'
+            f'<div style="font-size:0.85em;opacity:0.75">{meta}</div>'
+            f'<div class="evidence-text" style="white-space:pre-wrap;overflow-wrap:anywhere">'
+            f"{html.escape(ev.text)}</div></div></div>")
+    return ('<div class="evidence-list"><div style="font-weight:600;margin-bottom:4px">Evidence'
+            "</div>" + "".join(rows) + "</div>")
 
 
 def _answer_markdown(text: str, note: str = "", done: bool = False, timings=None) -> str:
     lines = [f"**{text}**" if done and text else (text or "…")]
     if note:
-        lines.append(f"\n> ⚠️ {note}")
+        lines.append(f"\n> {note}")
     if done and timings:
         lines.append(f"\n<sub>retrieval {1000 * (timings['encode_query'] + timings['search']):.0f}"
                      f" ms · generation {1000 * timings['generate']:.0f} ms</sub>")
@@ -183,29 +228,29 @@ def _answer_markdown(text: str, note: str = "", done: bool = False, timings=None
 
 
 def error_update(message: str) -> Update:
-    """The answer area shows the error; gallery and table are emptied, so nothing stale stays."""
-    return f"**Error:** {message}", [], []
+    """The answer area shows the error; the evidence is emptied, so nothing stale stays."""
+    return f"**Error:** {message}", ""
 
 
 def ask_handler(pipeline: RagVQA, thumbnails: Thumbnails, image: ImageInput, question: Any,
                 k: Any = 5, max_new_tokens: Any = 32) -> Iterator[Update]:
-    """Yields (answer markdown, gallery, rows): the evidence once, then only the growing answer
-    (gallery and rows None: unchanged). Bad input raises :class:`InputError`."""
+    """Yields (answer markdown, evidence HTML): the evidence once, then only the growing answer
+    (evidence None: unchanged). Bad input raises :class:`InputError`."""
     question, k, max_new_tokens = check_inputs(image, question, k, max_new_tokens)
     max_new_tokens = min(max_new_tokens, pipeline.config.generator.max_new_tokens)
     stream = pipeline.stream(image, question, k=k, max_new_tokens=max_new_tokens)
-    gallery, rows = evidence_views(stream.evidence, thumbnails)
-    note = TINY_NOTE if pipeline.config.is_tiny else ""
+    note = pipeline.note  # from the models loaded (rag_vqa.notes)
     text = ""
-    yield _answer_markdown("", note), gallery, rows
+    yield (_answer_markdown("", note),
+           evidence_html(stream.evidence, thumbnails, stream.used_passages))
     for piece in stream:
         text += piece
-        yield _answer_markdown(text.strip(), note), None, None
+        yield _answer_markdown(text.strip(), note), None
     result = stream.result
     if result.error is not None:
-        yield f"**Error:** the answer could not be generated: {result.error}", None, None
+        yield f"**Error:** the answer could not be generated: {result.error}", None
     else:
-        yield _answer_markdown(result.answer, note, done=True, timings=result.timings), None, None
+        yield _answer_markdown(result.answer, note, done=True, timings=result.timings), None
 
 
 def respond(steps: Callable[[], Iterator[Update]]) -> Iterator[Update]:
@@ -234,33 +279,43 @@ def build_app(choices: PipelineChoices, thumbnails: Thumbnails, owners: UploadOw
             return ask_handler(choices.get(profile), thumbnails, photo, question, k,
                                max_new_tokens)
 
-        for answer, gallery, rows in respond(steps):
-            yield (answer, gr.skip() if gallery is None else gallery,
-                   gr.skip() if rows is None else rows)
+        for answer, evidence in respond(steps):
+            yield answer, gr.skip() if evidence is None else evidence
 
+    default = choices.default
+    sample = uses_sample_kb(default)
     with gr.Blocks(title="rag-vqa: ask about a photo") as demo:
         gr.Markdown("## Ask a question about a photo\nReT retrieves passages from the knowledge "
                     "base; the model answers from them and shows its evidence.")
-        with gr.Row():
-            image = gr.Image(type="filepath", label="Photo", sources=["upload"], elem_id="photo")
-            with gr.Column():
-                question = gr.Textbox(label="Question", elem_id="question",
-                                      placeholder="When was this building completed?")
+        if default.note:
+            gr.Markdown(f"**Models:** {default.note}"
+                        + (" · **knowledge base:** the bundled 30-country sample" if sample
+                           else ""), elem_id="models")
+        question = gr.Textbox(label="Question", elem_id="question", render=False,
+                              placeholder="What is the capital of this country?" if sample
+                              else "When was this building completed?")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=280):  # the photo, and what to try
+                image = gr.Image(type="filepath", label="Photo", sources=["upload"],
+                                 elem_id="photo", height=260)
+                if sample:  # the examples are the sample's own photos and questions
+                    gr.Examples([[thumbnails.path_for(str(question_image(q))), q.question]
+                                 for q in sample_questions()], [image, question],
+                                label="Examples (bundled sample)")
+            with gr.Column(scale=3, min_width=360):  # the question, its answer and evidence
+                question.render()
                 button = gr.Button("Ask", variant="primary", elem_id="ask")
                 answer = gr.Markdown(elem_id="answer")
-        with gr.Accordion("Settings", open=False):
-            k = gr.Slider(1, MAX_K, value=5, step=1, label="Passages to retrieve (k)")
-            max_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=32, step=1, label="Max answer tokens")
-            profile = gr.Dropdown(choices.names, value=choices.default_name, label="Profile")
-        gallery = gr.Gallery(label="Evidence", columns=5, height="auto", elem_id="evidence")
-        table = gr.Dataframe(headers=["rank", "title", "score", "passage"], wrap=True,
-                             elem_id="evidence-table")
+                with gr.Accordion("Settings", open=False):
+                    k = gr.Slider(1, MAX_K, value=5, step=1, label="Passages to retrieve (k)")
+                    max_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=32, step=1,
+                                           label="Max answer tokens")
+                    profile = gr.Dropdown(choices.names, value=choices.default_name,
+                                          label="Profile")
+                evidence = gr.HTML(label="Evidence", elem_id="evidence")
         gr.on([button.click, question.submit], on_ask, [image, question, k, max_tokens, profile],
-              [answer, gallery, table], api_name="ask", preprocess=False,
+              [answer, evidence], api_name="ask", preprocess=False,
               concurrency_limit=concurrency, concurrency_id="ask")
-        gr.Examples([[thumbnails.path_for(str(question_image(q))), q.question]
-                     for q in sample_questions()], [image, question],
-                    label="Examples (bundled sample)")
     return demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
 
 

@@ -11,6 +11,8 @@ import json
 import sys
 
 from rag_vqa.cli_args import non_negative_int, positive_int
+from rag_vqa.cli_pipeline import add_pipeline_options, pipeline_from_args
+from rag_vqa.ray_runtime import add_ray_arguments, check_reachable, options_from_args
 
 from .datasets import DATASETS
 from .metrics.bem import DEFAULT_BEM_MODEL
@@ -47,11 +49,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "OUT/predictions.jsonl as it goes; a restart resumes where it stopped. "
                     "Exits 1 when questions failed (the report is still written).")
     run.add_argument("--dataset", choices=DATASETS, required=True)
-    run.add_argument("--questions", required=True, help="question file (JSONL or E-VQA CSV)")
+    run.add_argument("--questions", required=True,
+                     help="question file (JSONL, E-VQA CSV, M2KR parquet/JSONL)")
     run.add_argument("--images", required=True, help="image root")
-    run.add_argument("--index", help="index folder (else the config's)")
-    run.add_argument("--config", help="pipeline TOML configuration")
     run.add_argument("--out", required=True, help="run folder")
+    run.add_argument("--rankings", help="rank with this file (TREC run, ColBERT TSV or JSONL, "
+                                        "e.g. PreFLMR's) instead of our retriever")
     run.add_argument("--retrieval-only", action="store_true", help="retrieve, do not answer")
     run.add_argument("--limit", type=non_negative_int,
                      help="only the first N questions (of this shard)")
@@ -70,12 +73,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                           "usable data_id) instead of refusing the file; they are counted")
     run.add_argument("--bem", nargs="?", const=DEFAULT_BEM_MODEL, type=_model_id,
                      help="E-VQA: also score with BEM in the report (model id)")
-    run.add_argument("--verify", choices=("full", "size", "none"), default=None,
-                     help="how much of the index and knowledge base to check at load (default "
-                          "full: every file's digest; none: only the manifests' seals)")
-    run.add_argument("--allow-retriever-mismatch", action="store_true",
-                     help="search an index built with other retriever weights")
     run.add_argument("--json", action="store_true", help="print the report summary as JSON")
+    add_pipeline_options(run)  # --config --profile --index --retriever --nprobe ... as `ask`
+    add_ray_arguments(run)
     run.set_defaults(handler=_cmd_run)
 
     report = actions.add_parser("report", help="(re)write report.json, report.md and plots")
@@ -84,6 +84,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="E-VQA: also score with BEM (model id)")
     report.add_argument("--json", action="store_true")
     report.set_defaults(handler=_cmd_report)
+    from .compare_cli import register as register_compare
+
+    register_compare(actions)
+    from .calibrate_cli import register as register_calibrate  # issue 15
+
+    register_calibrate(actions)
 
 
 def _print_report(report: dict, as_json: bool) -> None:
@@ -99,14 +105,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .report import write_report
     from .runner import RunSpec, run_eval
 
+    ray = options_from_args(args)
+    if ray is not None:
+        check_reachable(ray)  # in seconds, before anything loads
+    pipeline, note = pipeline_from_args(args)
+    if note:
+        print(f"NOTE: {note}", file=sys.stderr)
     spec = RunSpec(dataset=args.dataset, questions=args.questions, images=args.images,
-                   out=args.out, index=args.index, config=args.config,
+                   out=args.out, index=args.index, config=args.config, rankings=args.rankings,
                    retrieval_only=args.retrieval_only, limit=args.limit, shard=args.shard,
                    k=args.k, batch_size=args.batch_size, qtypes=args.qtypes, withkb=args.withkb,
                    image_map=args.image_map, retry_failed=args.retry_failed,
                    skip_bad=args.skip_bad, verify=args.verify,
-                   allow_retriever_mismatch=args.allow_retriever_mismatch)
-    summary = run_eval(spec)
+                   allow_retriever_mismatch=bool(args.allow_retriever_mismatch))
+    summary = run_eval(spec, pipeline, ray=ray)
     if not args.json:
         retried = f", {summary.retried} retried" if summary.retried else ""
         skipped = f"; {summary.skipped_records} unusable records skipped" \

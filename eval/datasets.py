@@ -1,5 +1,6 @@
 """Question sets users bring, read as they are (data-formats.md): InfoSeek JSONL, Encyclopedic-VQA
-CSV, and ReT-M2KR / ReT JSONL queries; plus finding each question's image under an image root.
+CSV, ReT-M2KR / ReT JSONL queries and M2KR ``<NAME>_data`` files (:mod:`eval.m2kr`); plus finding
+each question's image under an image root.
 
 Every record is checked before the first question is asked, by one rule for all formats:
 
@@ -33,7 +34,7 @@ __all__ = ["EvalQuestion", "DatasetError", "DATASETS", "load_questions", "ImageL
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("infoseek", "evqa", "ret-jsonl")
+DATASETS = ("infoseek", "evqa", "ret-jsonl", "m2kr")
 MAX_LISTED_PROBLEMS = 10
 _IMAGE_SUFFIXES = (".jpg", ".JPEG", ".jpeg", ".JPG", ".png", ".PNG", ".webp")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
@@ -153,18 +154,23 @@ def _ret(row: dict[str, Any], q: EvalQuestion) -> None:
 
 
 def _jsonl(path: Path, fill: Callable[[dict[str, Any], EvalQuestion], None],
-           unusable: list[str]) -> Iterator[EvalQuestion]:
-    """Questions of a JSONL file; records without a usable data_id go to ``unusable``."""
-    for number, row, error in read_jsonl_records(path, loads=loads_json):
-        where = f"{path}:{number}"
+           unusable: list[str], rows: Iterator[tuple[str, Any, Exception | None]] | None = None,
+           id_fields: tuple[str, ...] = ("data_id",)) -> Iterator[EvalQuestion]:
+    """Questions of a JSONL file (or of ``rows``: (where, record, error)); the id is the first
+    of ``id_fields`` a record has; records without a usable one go to ``unusable``."""
+    if rows is None:
+        rows = ((f"{path}:{number}", row, error)
+                for number, row, error in read_jsonl_records(path, loads=loads_json))
+    for where, row, error in rows:
         if error is None and not isinstance(row, dict):
             error = JSONRecordError(f"expected a JSON object, got {_type(row)}")
         data_id = None
         if error is None:
             try:
-                if row.get("data_id") is None:
-                    raise _FieldError("data_id", "missing required field")
-                data_id = _id(row["data_id"], "data_id")
+                id_field = next((f for f in id_fields if row.get(f) is not None), id_fields[0])
+                if row.get(id_field) is None:
+                    raise _FieldError(id_field, "missing required field")
+                data_id = _id(row[id_field], id_field)
             except _FieldError as exc:
                 error = exc
         if data_id is None:
@@ -289,6 +295,10 @@ def read_questions(dataset: str, path: str | Path, *, qtypes: str | Path | None 
         questions = list(_jsonl(path, lambda r, q: _infoseek(r, q, types, entities), unusable))
     elif dataset == "evqa":
         questions = list(_evqa(path))
+    elif dataset == "m2kr":
+        from .m2kr import m2kr_questions
+
+        questions = m2kr_questions(path, unusable)
     else:
         questions = list(_jsonl(path, _ret, unusable))
     if not skip_bad:

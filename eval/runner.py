@@ -21,6 +21,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rag_vqa import RagVQA
-from rag_vqa.kb.errors import UnsafeImagePath
-from retriever import ImageLoadError
+from rag_vqa.ray_runtime import RayOptions
 from retriever.fileio import (DIGEST, JSONRecordError, atomic_write_bytes, atomic_write_json,
                               file_digest, loads_record, path_kind)
-from retriever.images import load_image
 
+from .answering import process_batch as _process
 from .datasets import DATASETS, DatasetError, EvalQuestion, ImageLocator, read_questions
 
 __all__ = ["RunSpec", "RunSummary", "run_eval", "read_predictions", "latest_records",
@@ -71,6 +71,7 @@ class RunSpec:
     skip_bad: bool = False
     verify: str | None = None                # index/KB check at load (config's default: full)
     allow_retriever_mismatch: bool = False
+    rankings: str | None = None              # foreign rankings used instead of our retrieval
 
     def check(self) -> None:
         """Values and paths a caller may get wrong, refused before anything is read. The CLI's
@@ -90,6 +91,7 @@ class RunSpec:
         wanted = {"questions": ("file", "question file"), "qtypes": ("file", "--qtypes file"),
                   "withkb": ("file", "--withkb file"), "image_map": ("file", "--image-map file"),
                   "config": ("file", "--config file"), "index": ("a folder", "--index folder"),
+                  "rankings": ("file", "--rankings file"),
                   "images": ("a folder", "image folder")}
         for name, (kind, what) in wanted.items():
             path = getattr(self, name)
@@ -111,6 +113,9 @@ class RunSpec:
             "retrieval_only": self.retrieval_only, "shard": list(self.shard),
             "k": self.k or pipeline.config.k,
             "pipeline": pipeline.identity(generation=not self.retrieval_only)}
+        if self.rankings:  # only then: runs without one keep the identity they had
+            identity["rankings"] = {"path": str(Path(self.rankings).resolve()),
+                                    "digest": f"{DIGEST}:{file_digest(self.rankings)}"}
         return json.loads(json.dumps(identity, default=str))  # as it reads back from run.json
 
 
@@ -221,7 +226,7 @@ def _check_references(spec: RunSpec) -> None:
     so that a problem there stops the run before it starts, not after it."""
     from .metrics import load_evqa_references, load_infoseek_references
 
-    if spec.retrieval_only or spec.dataset == "ret-jsonl" or \
+    if spec.retrieval_only or spec.dataset in ("ret-jsonl", "m2kr") or \
             (spec.dataset == "infoseek" and not spec.qtypes):
         return
     try:
@@ -244,6 +249,10 @@ def check_inputs(spec: RunSpec) -> tuple[list[EvalQuestion], int, ImageLocator]:
                            skip_bad=spec.skip_bad)
     locator = ImageLocator(spec.dataset, spec.images, spec.image_map)
     _check_references(spec)
+    if spec.rankings:
+        from .rankings import load_rankings
+
+        load_rankings(spec.rankings)  # a bad file is refused now, not per batch
     return select_questions(found.questions, spec), found.skipped, locator
 
 
@@ -305,27 +314,7 @@ def _prepare_out(spec: RunSpec, pipeline: RagVQA, identity: dict[str, Any]) -> P
     return out
 
 
-# -- answering ----------------------------------------------------------------------------------
-
-def _failed(question: EvalQuestion, reason: str) -> dict[str, Any]:
-    return {"data_id": question.data_id, "prediction": "", "status": "failed", "error": reason,
-            "retrieved": [], "timings": {}}
-
-
-def _record(question: EvalQuestion, answer, evidence) -> dict[str, Any]:
-    retrieved = [{"passage_id": e.passage_id, "score": e.score} for e in evidence]
-    if answer is None:
-        return {"data_id": question.data_id, "prediction": None, "status": "ok", "error": None,
-                "retrieved": retrieved, "timings": {}}
-    return {"data_id": question.data_id, "prediction": answer.answer, "raw": answer.raw,
-            "prompt": answer.prompt, "retrieved": retrieved,
-            "used_passages": answer.used_passages, "timings": answer.timings,
-            "status": "ok" if answer.error is None else "failed", "error": answer.error}
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-
+# -- answering (eval.answering) ----------------------------------------------------------------
 
 def failure_kind(error: str | None) -> str:
     """A failure reason without its particulars (file:line, quoted ids, paths), so that the
@@ -335,63 +324,14 @@ def failure_kind(error: str | None) -> str:
     return re.sub(r"(?<![\w.])/\S+", "...", text)[:160]
 
 
-def _image(question: EvalQuestion, locator: ImageLocator) -> Any:
-    """The question's image (None without one); ImageLoadError etc. for a failed question."""
-    path = locator.find(question.image)
-    if question.image and path is None:
-        raise ImageLoadError(repr(question.image), f"not found under {locator.root}")
-    return load_image(path) if path else None
-
-
-def _answer(pipeline: RagVQA, spec: RunSpec, ready: list[tuple[EvalQuestion, Any]]
-            ) -> list[dict[str, Any]]:
-    items = [(image, q.question) for q, image in ready]
-    instructions = [q.instruction for q, _ in ready]
-    if spec.retrieval_only:
-        evidence = pipeline.retrieve_batch(items, spec.k, instructions)
-        return [_record(q, None, ev) for (q, _), ev in zip(ready, evidence)]
-    answers = pipeline.answer_batch(items, batch_size=spec.batch_size, k=spec.k,
-                                    instructions=instructions)
-    return [_record(q, answer, answer.evidence) for (q, _), answer in zip(ready, answers)]
-
-
-def _isolated(pipeline: RagVQA, spec: RunSpec, ready: list[tuple[EvalQuestion, Any]]
-              ) -> list[dict[str, Any]]:
-    """Answers for ``ready``; when the batch raises, each question alone, so that one bad
-    question fails by itself and its neighbours are still answered."""
-    try:
-        return _answer(pipeline, spec, ready)
-    except Exception as exc:  # noqa: BLE001 - isolation per question is the point
-        if len(ready) == 1:
-            logger.warning("question %s failed: %s", ready[0][0].data_id, _describe(exc))
-            return [_failed(ready[0][0], _describe(exc))]
-        logger.info("a batch of %d questions raised (%s); answering them one by one",
-                    len(ready), _describe(exc))
-        return [record for item in ready for record in _isolated(pipeline, spec, [item])]
-
-
-def _process(pipeline: RagVQA, spec: RunSpec, batch: list[EvalQuestion],
-             locator: ImageLocator) -> list[dict[str, Any]]:
-    records: dict[str, dict[str, Any]] = {}
-    ready = []
-    for q in batch:
-        if q.error is not None:
-            records[q.data_id] = _failed(q, q.error)
-            continue
-        try:
-            ready.append((q, _image(q, locator)))
-        except (ImageLoadError, UnsafeImagePath, OSError) as exc:
-            records[q.data_id] = _failed(q, str(exc))
-    if ready:
-        for record in _isolated(pipeline, spec, ready):
-            records[record["data_id"]] = record
-    return [records.get(q.data_id) or _failed(q, "the pipeline returned no result")
-            for q in batch]
-
-
 def run_eval(spec: RunSpec, pipeline: RagVQA | None = None,
-             show_progress: bool | None = None) -> RunSummary:
-    """Answer (or only retrieve for) every selected question, appending as it goes."""
+             show_progress: bool | None = None,
+             ray: RayOptions | str | None = None) -> RunSummary:
+    """Answer (or only retrieve for) every selected question, appending as it goes.
+
+    ``ray``: answer on a Ray cluster instead (an address such as "local" / "auto", or
+    ``rag_vqa.ray_runtime.RayOptions``): workers that each hold the whole pipeline; the
+    records, the resume and the identity check are the same."""
     questions, skipped, locator = check_inputs(spec)
     if pipeline is None:
         index: dict[str, Any] = {"path": spec.index} if spec.index else {}
@@ -400,8 +340,14 @@ def run_eval(spec: RunSpec, pipeline: RagVQA | None = None,
         if spec.allow_retriever_mismatch:
             index["allow_retriever_mismatch"] = True
         pipeline = RagVQA.from_config(spec.config, **({"index": index} if index else {}))
-    pipeline.check()
-    out = _prepare_out(spec, pipeline, spec.identity(pipeline))
+    if ray is None:
+        pipeline.check()
+    else:  # the workers load the models; the driver needs the fingerprints, index and KB
+        from .ray_run import driver_pipeline, process_on_ray
+
+        pipeline = driver_pipeline(pipeline)
+    identity = spec.identity(pipeline)
+    out = _prepare_out(spec, pipeline, identity)
     predictions = out / PREDICTIONS
     done = latest_records(read_predictions(predictions))
     retry = {q.data_id for q in questions if done.get(q.data_id, {}).get("status") == "failed"} \
@@ -416,10 +362,12 @@ def run_eval(spec: RunSpec, pipeline: RagVQA | None = None,
     bar = tqdm(total=len(questions), initial=len(questions) - len(todo), unit="question",
                desc="evaluating", disable=not (len(todo) > 20 if show_progress is None
                                                else show_progress))
-    with bar, open(predictions, "ab") as handle:
-        for begin in range(0, len(todo), spec.batch_size):
-            batch = todo[begin:begin + spec.batch_size]
-            for record in _process(pipeline, spec, batch, locator):
+    batches = [todo[at:at + spec.batch_size] for at in range(0, len(todo), spec.batch_size)]
+    results = (_process(pipeline, spec, batch, locator) for batch in batches) if ray is None \
+        else process_on_ray(pipeline, spec, batches, locator, identity["pipeline"], ray)
+    with bar, open(predictions, "ab") as handle, closing(results):
+        for batch, records in zip(batches, results, strict=True):
+            for record in records:
                 handle.write(_encode(record))
                 done[record["data_id"]] = record
                 failed += record["status"] == "failed"

@@ -47,11 +47,14 @@ class GeneratedAnswer:
 
 class AnswerStream:
     """Iterate to receive the answer's text as it is generated; ``result`` holds the complete
-    :class:`GeneratedAnswer` once the iteration ends."""
+    :class:`GeneratedAnswer` once the iteration ends. ``passage_ids`` (the passages the prompt
+    holds, rank order) is known at once: the prompt is built before generation starts."""
 
-    def __init__(self, pieces: Iterator[str], finish: Any) -> None:
+    def __init__(self, pieces: Iterator[str], finish: Any,
+                 passage_ids: Sequence[Any] = ()) -> None:
         self._pieces = pieces
         self._finish = finish
+        self.passage_ids = list(passage_ids)
         self._chunks: list[str] = []
         self.result: GeneratedAnswer | None = None
 

@@ -260,7 +260,7 @@ class HFGenerator(Generator):
         def finish(raw: str) -> GeneratedAnswer:
             return self._result(item, raw, counter["tokens"], time.perf_counter() - start)
 
-        return AnswerStream(pieces(), finish)
+        return AnswerStream(pieces(), finish, item.prompt.passage_ids)
 
     def build_prompt(self, question: str, passages: Sequence[Any] = (), has_image: bool = True,
                      extra_tokens: int = 0) -> BuiltPrompt:

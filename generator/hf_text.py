@@ -24,8 +24,11 @@ class CausalLMGenerator(HFGenerator):
                  device: torch.device) -> None:
         if config.prompt.chat_template:
             tokenizer.chat_template = config.prompt.chat_template
-        # without a chat template the prompt is plain text and the tokenizer adds BOS itself
-        self._templated = bool(getattr(tokenizer, "chat_template", None))
+        # without a chat template (or with prompt.use_chat_template false: completion style,
+        # which small models follow better with worked examples) the prompt is plain text and
+        # the tokenizer adds BOS itself
+        self._templated = bool(getattr(tokenizer, "chat_template", None)) and \
+            config.prompt.use_chat_template
         super().__init__(config, model, tokenizer, device)
 
     @classmethod
@@ -46,8 +49,8 @@ class CausalLMGenerator(HFGenerator):
         return cls(config, model, tokenizer, device)
 
     def render(self, body: str, has_image: bool) -> str:
-        if not self._templated:
-            return body + "\n"
+        if not self._templated:  # completion style ends where the answer starts
+            return body if not self.config.prompt.use_chat_template else body + "\n"
         messages = [{"role": "user", "content": body}]
         if self.config.prompt.system:
             messages.insert(0, {"role": "system", "content": self.config.prompt.system})

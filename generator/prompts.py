@@ -1,10 +1,15 @@
-"""Prompt building, in one place: an instruction asking for a short answer, the retrieved passages
-(title and text, numbered in rank order so answers can cite them) and the question.
+"""Prompt building, in one place: an instruction asking for a short answer, optional worked
+examples (few-shot demonstrations, for small models that copy a format better than they follow
+an instruction), the retrieved passages (title and text, numbered in rank order so answers can
+cite them) and the question. A passage whose text already starts with its title (importers
+prefix "Title - Section: ") is shown with that title once, never twice.
 
-Budgets are in tokens of the answering model: each passage is cut to ``max_passage_tokens``, and
+Budgets are in tokens of the answering model: at most ``max_passages`` passages are given, each is
+cut to ``max_passage_tokens``, and
 passages are cut or dropped, lowest rank first, until the whole prompt (chat template and image
 tokens included) fits the model's context minus the tokens reserved for the answer. The question
-and the instruction are never truncated: if they alone do not fit, the item fails with
+, the instruction and the examples are never truncated: if they alone do not fit, the item fails
+with
 :class:`PromptTooLongError`.
 """
 
@@ -46,6 +51,11 @@ class PromptConfig:
     max_passage_tokens: int = 160
     max_prompt_tokens: int | None = None
     min_passage_tokens: int = 16
+    max_passages: int | None = None     # None: as many as fit
+    # worked examples shown before the real question, each {"passages": [{"title", "text"}],
+    # "question", "answer"}, in the same layout
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    use_chat_template: bool = True      # False: plain completion text (causal-lm models only)
 
     def __post_init__(self) -> None:
         required = {"question_template": {"question"}, "passage_template": {"rank", "text"},
@@ -60,6 +70,14 @@ class PromptConfig:
                                  f"{sorted(allowed[name])}), got {sorted(found)}")
         if self.max_passage_tokens < 1 or self.min_passage_tokens < 1:
             raise ValueError("prompt token budgets must be positive")
+        if self.max_passages is not None and self.max_passages < 1:
+            raise ValueError("prompt.max_passages must be at least 1 (or unset)")
+        for i, example in enumerate(self.examples):
+            if not isinstance(example, Mapping) or not isinstance(example.get("question"), str) \
+                    or not isinstance(example.get("answer"), str) \
+                    or not isinstance(example.get("passages", []), list):
+                raise ValueError(f"prompt.examples[{i}] needs a question and an answer (text) "
+                                 "and may have passages (a list of {title, text})")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> "PromptConfig":
@@ -94,6 +112,13 @@ def as_context_passages(passages: Sequence[Any]) -> list[ContextPassage]:
             out.append(ContextPassage(getattr(p, "text", "") or "", getattr(p, "title", None),
                                       getattr(p, "passage_id", None), getattr(p, "score", None)))
     return out
+
+
+def _starts_with_title(text: str, title: str) -> bool:
+    """Whether the text already opens with its title ("Title: ...", "Title - Section: ...")."""
+    head, name = " ".join(text.split()).casefold(), " ".join(title.split()).casefold()
+    return bool(name) and head.startswith(name) and head[len(name):len(name) + 1] in (":", " ",
+                                                                                     "-", "")
 
 
 class PromptOps(Protocol):
@@ -134,15 +159,27 @@ class PromptBuilder:
             return self.config.no_context_instruction
         return self.config.text_only_instruction if self.text_only else self.config.instruction
 
+    def _turn(self, question: str, lines: list[str]) -> list[str]:
+        parts = [self.config.context_header + "\n" + "\n".join(lines)] if lines else []
+        return parts + [self.config.question_template.format(question=question.strip())]
+
+    def _examples(self, with_context: bool) -> list[str]:
+        out = []
+        for example in self.config.examples:
+            passages = as_context_passages(example.get("passages") or []) if with_context else []
+            lines = [self._line(rank, p, " ".join(p.text.split()))
+                     for rank, p in enumerate(passages, start=1)]
+            turn = self._turn(example["question"], lines)
+            turn[-1] = f"{turn[-1]} {example['answer']}"
+            out.append("\n\n".join(turn))
+        return out
+
     def _body(self, question: str, lines: list[str]) -> str:
-        parts = [self._instruction(bool(lines))]
-        if lines:
-            parts.append(self.config.context_header + "\n" + "\n".join(lines))
-        parts.append(self.config.question_template.format(question=question.strip()))
-        return "\n\n".join(parts)
+        parts = [self._instruction(bool(lines)), *self._examples(bool(lines))]
+        return "\n\n".join(parts + self._turn(question, lines))
 
     def _line(self, rank: int, passage: ContextPassage, text: str) -> str:
-        if passage.title:
+        if passage.title and not _starts_with_title(passage.text, passage.title):
             return self.config.passage_template.format(rank=rank, title=passage.title, text=text)
         return self.config.untitled_passage_template.format(rank=rank, text=text)
 
@@ -151,6 +188,10 @@ class PromptBuilder:
         """``extra_tokens``: what the model adds beyond the rendered text's own tokens (e.g. an
         image placeholder expanding into hundreds of image tokens)."""
         passages = list(passages) if self.use_passages else []
+        dropped_by_count = 0
+        if self.config.max_passages is not None and len(passages) > self.config.max_passages:
+            dropped_by_count = len(passages) - self.config.max_passages
+            passages = passages[: self.config.max_passages]
 
         def length(rendered: str) -> int:
             return self.ops.count_tokens(rendered) + extra_tokens
@@ -167,9 +208,10 @@ class PromptBuilder:
             total = length(text)
             if total <= self.limit:
                 return BuiltPrompt(text, self._body(question, lines), total, ids, truncated,
-                                   dropped)
+                                   dropped + dropped_by_count)
             budget -= total - self.limit
-        return BuiltPrompt(base, self._body(question, []), base_len, [], [], len(passages))
+        return BuiltPrompt(base, self._body(question, []), base_len, [], [],
+                           len(passages) + dropped_by_count)
 
     def _fit(self, passages: list[ContextPassage], budget: int
              ) -> tuple[list[str], list[bool], list[str | None], int]:

@@ -16,8 +16,9 @@ from retriever import CheckpointError, ConfigError, ImageLoadError, ProcessorLoa
 from retriever.hub import HubUnavailableError
 
 from . import __version__
-from .cli_args import device, dtype, positive_int
+from .cli_args import add_hub_options, device, dtype, positive_int
 from .cli_pipeline import register as register_pipeline_commands
+from .config_template import register as register_config_commands
 from .cli_train import register as register_train_commands
 from .indexing.cli import register as register_index_commands
 from .kb.cli import register as register_kb_commands
@@ -78,10 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(handler=_cmd_retriever_info)
 
+    push = retriever_cmds.add_parser(
+        "push", help="upload a trained retriever folder to the hub, with a model card",
+        description="Upload a retriever folder (e.g. OUTPUT/model of `rag-vqa train`) as a model "
+                    "repository, with a model card from its config and training record.")
+    push.add_argument("folder", help="retriever folder (config.json + weights)")
+    push.add_argument("repo_id", help="hub repository, owner/name")
+    add_hub_options(push, "model", push=True)
+    push.set_defaults(handler=_cmd_retriever_push)
+
     register_pipeline_commands(commands)
     register_kb_commands(commands)
     register_index_commands(commands)
     register_train_commands(commands)
+    register_config_commands(commands)
     from eval.cli import register as register_eval_commands  # the CLI is a face over eval too
 
     register_eval_commands(commands)
@@ -146,6 +157,20 @@ def _cmd_retriever_info(args: argparse.Namespace) -> int:
             print(f"  {name:8s} " + ", ".join(f"{k}={v}" for k, v in tower.items()))
         print(f"  shared backbones: text={config.share_text_models} "
               f"vision={config.share_vision_models}")
+    return 0
+
+
+def _cmd_retriever_push(args: argparse.Namespace) -> int:
+    from retriever import ReTRetriever
+    from retriever.sharing import push_retriever
+
+    ReTRetriever.load_config(args.folder)  # a ReT checkpoint, or a clear error now
+    where = push_retriever(args.folder, args.repo_id, hub_dir=args.hub_dir,
+                           private=args.private, token=args.token)
+    if args.json:
+        print(json.dumps({"folder": args.folder, "repo_id": args.repo_id, "pushed_to": where}))
+    else:
+        print(f"pushed {args.folder} to {args.repo_id}: {where}")
     return 0
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-__all__ = ["positive_int", "non_negative_int", "port", "device", "dtype", "DTYPE_CHOICES",
-           "int_range"]
+__all__ = ["positive_int", "non_negative_int", "non_negative_float", "port", "device", "dtype",
+           "DTYPE_CHOICES", "int_range", "add_hub_options"]
 
 DTYPE_CHOICES = ("float32", "bfloat16", "float16", "auto")
 
@@ -29,6 +29,17 @@ def int_range(low: int | None = None, high: int | None = None,
 
     parse.__name__ = what  # argparse names the type in its messages
     return parse
+
+
+def non_negative_float(text: str) -> float:
+    """A number >= 0 (fractions allowed: ``--gpus-per-worker 0.5`` puts two workers on a GPU)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
 
 
 positive_int = int_range(1, what="a positive whole number")
@@ -56,3 +67,17 @@ def dtype(text: str) -> str:
         raise argparse.ArgumentTypeError(f"unknown dtype {text!r}; use one of "
                                          f"{', '.join(DTYPE_CHOICES)}")
     return value
+
+
+def add_hub_options(parser: argparse.ArgumentParser, repo_type: str, push: bool) -> None:
+    """The flags every hub push / pull command takes (one wording, one meaning)."""
+    if push:
+        parser.add_argument("--private", action="store_true",
+                            help="create the repository private")
+    else:
+        parser.add_argument("--revision", default=None, help="branch, tag or commit")
+    parser.add_argument("--token", default=None, help="hub token (default: the logged-in one)")
+    parser.add_argument("--hub-dir", default=None,
+                        help="a local folder standing in for the hub (e.g. a shared drive): the "
+                             f"repository is HUB_DIR/{repo_type}s/OWNER/NAME")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -36,7 +36,7 @@ _TRAIN_FLAGS = {
     "warmup_steps": "warmup_steps", "grad_accumulation": "grad_accumulation",
     "mixed_precision": "mixed_precision", "hard_negatives_per_query": "hard_negatives_per_query",
     "unfreeze_last_blocks": "unfreeze_last_blocks", "seed": "seed", "num_workers": "num_workers",
-    "temperature": "temperature",
+    "temperature": "temperature", "log_every": "log_every",
 }
 
 
@@ -76,7 +76,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="queries per process and micro-batch")
     model.add_argument("--grad-accumulation", type=positive_int, help="micro-batches per step")
     model.add_argument("--lr", type=float, help="peak learning rate")
-    model.add_argument("--warmup-steps", type=non_negative_int)
+    model.add_argument("--warmup-steps", type=non_negative_int,
+                       help="linear warm-up steps (default 100; kept below --max-steps)")
+    model.add_argument("--log-every", type=positive_int,
+                       help="write loss, learning rate and temperature every N steps (default "
+                            "10)")
     model.add_argument("--temperature", type=float, help="logit temperature (initial value)")
     model.add_argument("--learn-temperature", action="store_true", default=None)
     model.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])

@@ -12,13 +12,12 @@ from generator import Generator, GeneratorLoadError, build_generator
 from generator.tiny import TINY_GENERATOR_NAME
 from retriever import CheckpointError, ProcessorLoadError
 from retriever.hub import HubUnavailableError, hub_access, looks_like_hub_id
-from retriever.tiny import TINY_NAME
 from retriever.index import MultiVectorIndex
 from retriever.index.storage import read_manifest as read_index_manifest
 
 from .config import RagConfig
 from .kb import PassageStore
-from .loading import LoadedRetriever, load_retriever
+from .loading import BUILTIN_RETRIEVERS, LoadedRetriever, load_retriever
 
 __all__ = ["Components", "IncompatibleIndexError", "MissingResourceError"]
 
@@ -103,7 +102,7 @@ class Components:
             built_with = None if self.config.retriever_explicit else self._index_retriever()
             name = built_with or self.config.retriever.model
             try:
-                if name not in ("auto", "tiny", TINY_NAME):
+                if name not in BUILTIN_RETRIEVERS:
                     try:
                         hub_access(name, "ReT retriever", probe_cached=False)
                     except HubUnavailableError as exc:

@@ -1,6 +1,7 @@
 """Pipeline configuration: one TOML file (or a dict), named profiles, clear errors.
 
-    profile = "default"              # start from a profile, then override any field
+    profile = "default"              # start from a profile, then override any field ("auto":
+                                     # "default" when its models are downloaded, else "sample")
     k = 5
 
     [retriever]
@@ -9,7 +10,8 @@
     dtype = "bfloat16"
 
     [index]
-    path = "index/"                  # built with `rag-vqa index build`
+    path = "index/"                  # built with `rag-vqa index build`; relative paths in a
+                                     # file are relative to the file's folder
     kb = "kb/"                       # optional: the index manifest records its knowledge base
 
     [generator]
@@ -34,11 +36,16 @@ from typing import Any
 from generator import GeneratorConfig
 from generator.tiny import TINY_GENERATOR_NAME
 from retriever import DEFAULT_QUERY_INSTRUCTION
+from retriever.index.params import check_search_params
+
+from .reranking import AnswerSettings, RerankSettings
+from .sample_models import SAMPLE, sample_profile
 
 __all__ = ["RagConfig", "RetrieverSettings", "IndexSettings", "PROFILES", "ConfigError",
-           "load_config", "TINY"]
+           "load_config", "TINY", "SAMPLE", "AUTO"]
 
 TINY = "tiny"
+AUTO = "auto"                          # profile = "auto": see load_config
 
 
 class ConfigError(ValueError):
@@ -59,7 +66,9 @@ class IndexSettings:
     path: str | None = None
     kb: str | None = None
     images: str | None = None          # overrides the KB's image root
-    search: dict[str, Any] = field(default_factory=dict)   # nprobe, candidates, ndocs, rescore
+    # effort (1 = the index's adaptive defaults, 2 = more recall), nprobe, candidates, ndocs,
+    # rescore: see retriever.index.params
+    search: dict[str, Any] = field(default_factory=dict)
     # how much of the index and KB to check at load: "full" (every file's digest, the default),
     # "size" or "none" (only the manifests' seals; for huge indexes on trusted storage)
     verify: str = "full"
@@ -69,6 +78,8 @@ class IndexSettings:
     def __post_init__(self) -> None:
         if self.verify not in ("full", "size", "none"):
             raise ValueError(f"index.verify must be full, size or none, got {self.verify!r}")
+        if isinstance(self.search, Mapping):
+            check_search_params(self.search)  # unknown keys and bad values fail at load
 
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -78,6 +89,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "small": {"retriever": {"model": "aimagelab/ReT-CLIP-ViT-L-14"},
               "generator": {"model": "HuggingFaceTB/SmolVLM-256M-Instruct",
                             "kind": "image-text-to-text"}},
+    # offline and real: ReT trained on the bundled sample + SmolLM2-135M (text only)
+    SAMPLE: sample_profile(),
     TINY: {"retriever": {"model": TINY},
            "generator": {"model": TINY_GENERATOR_NAME, "kind": "image-text-to-text"}},
 }
@@ -94,6 +107,10 @@ class RagConfig:
     # set by load_config: True when the file or the caller chose retriever.model; otherwise an
     # index's own retriever (recorded in its manifest) wins over the profile's default
     retriever_explicit: bool = field(default=False, metadata={"internal": True})
+    # issue 15: reranking between the index and the generator; citations, confidence,
+    # abstention (see rag_vqa.reranking)
+    reranker: RerankSettings = field(default_factory=RerankSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
 
     @property
     def is_tiny(self) -> bool:
@@ -158,6 +175,28 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
     raise ConfigError(f"{name} must be {wanted}, got {value!r}")
 
 
+_PATH_FIELDS = (("index", "path"), ("index", "kb"), ("index", "images"),
+                ("answer", "calibration"))
+_MODEL_FIELDS = (("retriever", "model"), ("generator", "model"))
+
+
+def _relative_to(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A file's relative paths made relative to its own folder, so the file works from any
+    working directory: index paths always, model names only when they name an existing folder
+    there (otherwise they are hub ids)."""
+    raw = dict(raw)
+    for section, key in _PATH_FIELDS + _MODEL_FIELDS:
+        table = raw.get(section)
+        value = table.get(key) if isinstance(table, Mapping) else None
+        if not isinstance(value, str) or not value.strip() or value.startswith("~") or \
+                Path(value).is_absolute():
+            continue
+        candidate = folder / value
+        if (section, key) in _PATH_FIELDS or candidate.is_dir():
+            raw[section] = {**table, key: os.path.normpath(candidate)}
+    return raw
+
+
 def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None,
                 **overrides: Any) -> RagConfig:
     """A validated RagConfig from a TOML file, a mapping, or nothing (the default profile);
@@ -176,13 +215,19 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None,
             raise ConfigError(f"configuration file {path} does not exist") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        raw = _relative_to(raw, Path(os.path.abspath(path)).parent)
     raw = _merge(raw, overrides)
     _check_keys("", raw, RagConfig)
     explicit = isinstance(raw.get("retriever"), Mapping) and raw["retriever"].get("model") \
         is not None
     profile = raw.get("profile", "default")
+    if profile == AUTO:  # the default models when downloaded, else the offline sample
+        from .quickstart import choose_profile  # (it builds on this module)
+
+        profile = choose_profile(AUTO)[0]
     if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        raise ConfigError(f"unknown profile {profile!r}; choose one of "
+                          f"{', '.join([AUTO, *PROFILES])}")
     merged = _merge(PROFILES[profile], raw)
     k = merged.get("k", 5)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -195,8 +240,15 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None,
         generator_config = GeneratorConfig.from_dict(generator)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[generator]: {exc}") from exc
+    answer = _build(AnswerSettings, "answer", merged.get("answer", {}))
+    if answer.cite:  # issue 15: the generator is asked for [1], [2] citations
+        from .citations import citing_prompt
+
+        generator_config.prompt = citing_prompt(generator_config.prompt)
     return RagConfig(profile=profile, k=k,
                      retriever=_build(RetrieverSettings, "retriever",
                                       merged.get("retriever", {})),
                      index=_build(IndexSettings, "index", merged.get("index", {})),
-                     generator=generator_config, retriever_explicit=bool(explicit))
+                     generator=generator_config, retriever_explicit=bool(explicit),
+                     reranker=_build(RerankSettings, "reranker", merged.get("reranker", {})),
+                     answer=answer)

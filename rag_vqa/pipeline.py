@@ -20,19 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from generator import QAItem
-from generator.tiny import TINY_GENERATOR_NAME
+from generator.postprocess import first_line
 from retriever.images import ImageInput, load_image
 
+from .citations import parse_citations
 from .components import Components
 from .config import RagConfig, load_config
 from .kb.errors import UnsafeImagePath
+from .notes import TINY_NOTE, models_note
+from .reranking import AnswerSettings, Reranking
 
 __all__ = ["RagVQA", "Answer", "Evidence", "StreamingAnswer", "TINY_NOTE"]
 
 logger = logging.getLogger(__name__)
-
-TINY_NOTE = ("answered by UNTRAINED tiny models (offline smoke run): the answer and the "
-             "evidence ranking are meaningless")
 
 
 @dataclass
@@ -49,6 +49,10 @@ class Evidence:
     url: str | None = None
     image: str | None = None            # the KB's image reference
     image_path: str | None = None       # the resolved file, when it exists
+    # after reranking (issue 15): ``rank`` and ``score`` are the reranker's, these the index's
+    first_stage_score: float | None = None
+    first_stage_rank: int | None = None
+    rerank_probability: float | None = None
 
 
 @dataclass
@@ -63,16 +67,26 @@ class Answer:
     models: dict[str, str] = field(default_factory=dict)
     note: str = ""
     error: str | None = None
+    # issue 15: passages cited ([1], [2] of the prompt), confidence (rag_vqa.confidence),
+    # abstention under answer.abstain_below, and every reranked candidate (both stages' ranks)
+    citations: list[str] = field(default_factory=list)
+    confidence: float | None = None
+    abstained: bool = False
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    first_stage: list[dict[str, Any]] = field(default_factory=list)   # the index's ranking
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class StreamingAnswer:
-    """Evidence at once, then the answer text piece by piece; ``result`` when done."""
+    """Evidence at once (and which of it the prompt holds), then the answer text piece by
+    piece; ``result`` when done."""
 
-    def __init__(self, evidence: list[Evidence], pieces: Iterator[str], finish) -> None:
+    def __init__(self, evidence: list[Evidence], pieces: Iterator[str], finish,
+                 used_passages: Sequence[str] = ()) -> None:
         self.evidence = evidence
+        self.used_passages = list(used_passages)
         self._pieces = pieces
         self._finish = finish
         self.result: Answer | None = None
@@ -85,10 +99,13 @@ class StreamingAnswer:
 class RagVQA:
     def __init__(self, config: RagConfig, **preloaded: Any) -> None:
         """``preloaded``: components already in memory (retriever=LoadedRetriever,
-        generator=Generator, index=MultiVectorIndex, store=PassageStore) to share."""
+        generator=Generator, index=MultiVectorIndex, store=PassageStore,
+        reranker=RerankPipeline) to share."""
         self.config = config
+        reranker = preloaded.pop("reranker", None)  # issue 15: a built RerankPipeline
         self.components = Components(config, **preloaded)
         self.components.check_names()
+        self.reranking = Reranking(config.reranker, config.answer, reranker)
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | Mapping[str, Any] | None = None,
@@ -137,8 +154,12 @@ class RagVQA:
             "kb": {"path": str(Path(store.folder).resolve()), "digest": store.digest,
                    "images": str(store.image_root) if store.image_root else None},
         }
+        if config["reranker"]["stages"]:  # only when set: older runs keep their identity
+            out["reranker"] = config["reranker"]
         if generation:
             out["generator"] = config["generator"]
+            if config["answer"] != asdict(AnswerSettings()):
+                out["answer"] = config["answer"]
         return out
 
     # -- retrieval ----------------------------------------------------------------------------
@@ -197,18 +218,51 @@ class RagVQA:
         instructions = list(instructions) if instructions else [None] * len(items)
         questions = [_question(q, allow_empty=bool(ins)) for (_, q), ins in zip(items,
                                                                                instructions)]
-        evidence, _ = self._retrieve_many([self._image(image) for image, _ in items], questions,
-                                          k or self.config.k, instructions)
+        images = [self._image(image) for image, _ in items]
+        evidence, timings = self._retrieve_many(images, questions,
+                                                self.reranking.retrieve_depth(k or self.config.k),
+                                                instructions)
+        evidence, _ = self._rerank_many(questions, images, evidence, k or self.config.k, timings)
         return evidence
+
+    def _rerank_many(self, questions: Sequence[str], images: Sequence[Any],
+                     evidence: list[list[Evidence]], k: int, timings: dict[str, float]
+                     ) -> tuple[list[list[Evidence]], list[dict[str, Any]]]:
+        """The reranking stage (issue 15; nothing when no stage is configured): the best ``k``
+        evidence per question and, per question, ``candidates`` (the reranked records) and
+        ``first_stage`` (the index's ranking); ``timings["rerank"]`` per question."""
+        t0 = time.perf_counter()
+        shown, candidates = [], []
+        for question, image, ev in zip(questions, images, evidence):
+            best, ranked = self.reranking.rerank(question, image, ev, k)
+            shown.append(best)
+            candidates.append({"candidates": [r.to_dict() for r in ranked],
+                               "first_stage": [{"passage_id": e.passage_id, "score": e.score}
+                                               for e in ev] if ranked else []})
+        if self.reranking.settings.enabled:
+            timings["rerank"] = (time.perf_counter() - t0) / max(1, len(questions))
+        return shown, candidates
+
+    def _judged(self, answer: Answer) -> Answer:
+        """Citations, confidence and abstention (issue 15) on a generated answer."""
+        if answer.error is not None:
+            return answer
+        if self.config.answer.cite:
+            answer.citations = parse_citations(first_line(answer.raw),
+                                               answer.used_passages).passage_ids
+            answer.answer = parse_citations(answer.answer, answer.used_passages).answer
+        answer.confidence = self.reranking.confidence(answer.evidence)
+        if self.reranking.abstains(answer.confidence):
+            answer.abstained = True
+            answer.answer = self.config.answer.abstain_text
+        return answer
 
     # -- answering -----------------------------------------------------------------------------
     @property
     def note(self) -> str:
         """What every answer must say about the models that gave it (from the models loaded,
-        not the names configured: an index may bring its own retriever)."""
-        tiny = self.components.retriever.is_tiny or \
-            self.config.generator.model == TINY_GENERATOR_NAME
-        return TINY_NOTE if tiny else ""
+        not the names configured: an index may bring its own retriever); see rag_vqa.notes."""
+        return models_note(self.components.retriever, self.config.generator)
 
     def _models(self) -> dict[str, str]:
         return {"retriever": self.components.retriever.name,
@@ -238,8 +292,12 @@ class RagVQA:
                 shown = question if isinstance(question, str) else repr(question)[:200]
                 failed[i] = (shown, str(exc))
         evidence, timings = self._retrieve_many(
-            [image for _, image, _ in ready], [q for _, _, q in ready], k or self.config.k,
+            [image for _, image, _ in ready], [q for _, _, q in ready],
+            self.reranking.retrieve_depth(k or self.config.k),
             [instructions[i] for i, _, _ in ready]) if ready else ([], {})
+        evidence, candidates = self._rerank_many(
+            [q for _, _, q in ready], [image for _, image, _ in ready], evidence,
+            k or self.config.k, timings)
         outputs = []
         t0 = time.perf_counter()
         if ready:
@@ -250,10 +308,11 @@ class RagVQA:
         total = (time.perf_counter() - start) / max(1, len(items))
         note, models = self.note, self._models()
         answers: list[Answer | None] = [None] * len(items)
-        for (i, _, q), ev, out in zip(ready, evidence, outputs):
-            answers[i] = Answer(q, out.answer, out.raw, out.prompt, ev, list(out.passage_ids),
-                                {**timings, "generate": generate, "total": total}, models, note,
-                                out.error)
+        for (i, _, q), ev, cands, out in zip(ready, evidence, candidates, outputs):
+            answers[i] = self._judged(Answer(
+                q, out.answer, out.raw, out.prompt, ev, list(out.passage_ids),
+                {**timings, "generate": generate, "total": total}, models, note, out.error,
+                **cands))
         for i, (question, error) in failed.items():
             answers[i] = Answer(question, "", "", "", [], [], {}, models, note, error)
         return answers  # type: ignore[return-value]
@@ -263,7 +322,10 @@ class RagVQA:
         """Retrieval first (``evidence`` is ready at once), then the answer as it is written."""
         start = time.perf_counter()
         image, question = self._image(image), _question(question)
-        evidence, timings = self._retrieve_many([image], [question], k or self.config.k)
+        evidence, timings = self._retrieve_many(
+            [image], [question], self.reranking.retrieve_depth(k or self.config.k))
+        evidence, candidates = self._rerank_many([question], [image], evidence,
+                                                 k or self.config.k, timings)
         t0 = time.perf_counter()
         stream = self.components.generator.stream(question, image, evidence[0],
                                                   max_new_tokens=max_new_tokens)
@@ -271,12 +333,12 @@ class RagVQA:
         def finish() -> Answer:
             out = stream.result
             now = time.perf_counter()
-            return Answer(question, out.answer, out.raw, out.prompt, evidence[0],
-                          list(out.passage_ids),
-                          {**timings, "generate": now - t0, "total": now - start},
-                          self._models(), self.note, out.error)
+            return self._judged(Answer(
+                question, out.answer, out.raw, out.prompt, evidence[0], list(out.passage_ids),
+                {**timings, "generate": now - t0, "total": now - start}, self._models(),
+                self.note, out.error, **candidates[0]))
 
-        return StreamingAnswer(evidence[0], iter(stream), finish)
+        return StreamingAnswer(evidence[0], iter(stream), finish, stream.passage_ids)
 
     @property
     def image_roots(self) -> list[Path]:

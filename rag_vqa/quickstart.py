@@ -13,15 +13,16 @@ from typing import Any
 
 from retriever.index.storage import read_manifest as read_index_manifest
 
-from .config import PROFILES, TINY, RagConfig, load_config
+from .config import PROFILES, SAMPLE, TINY, RagConfig, load_config
 from .indexing import build_index
 from .kb import PassageStore, import_kb
 from .loading import load_retriever
 from .pipeline import Answer, RagVQA
-from .samples import SAMPLE_KB, question_image, sample_questions
+from .sample_models import sample_available
+from .samples import SAMPLE_KB, question_image, sample_passages, sample_questions
 
-__all__ = ["default_cache", "choose_profile", "sample_pipeline", "run_quickstart",
-           "QuickstartResult"]
+__all__ = ["default_cache", "choose_profile", "profile_available", "sample_pipeline",
+           "run_quickstart", "QuickstartResult", "answer_is_right", "uses_sample_kb"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +44,33 @@ def _cached(repo_id: str) -> bool:
         return False
 
 
+def profile_available(profile: str) -> str | None:
+    """None when the profile's models can load here without downloading, else what is
+    missing (the demo lists only the profiles that can load)."""
+    if profile == TINY:
+        return None
+    if profile == SAMPLE:
+        return sample_available()
+    settings = PROFILES[profile]
+    missing = [m for m in (settings["retriever"]["model"], settings["generator"]["model"])
+               if not _cached(m)]
+    return f"{' and '.join(missing)} not downloaded" if missing else None
+
+
 def choose_profile(requested: str = "auto") -> tuple[str, str]:
-    """The profile to run and a note saying why (``auto``: the default models when they are
-    downloaded, else the tiny ones)."""
+    """The profile to run and why (``auto``: the default models when they are downloaded,
+    else the offline ``sample`` profile, else the untrained tiny one)."""
     if requested != "auto":
         return requested, ""
-    default = PROFILES["default"]
-    missing = [m for m in (default["retriever"]["model"], default["generator"]["model"])
-               if not _cached(m)]
-    if not missing:
+    missing = profile_available("default")
+    if missing is None:
         return "default", ""
-    return TINY, (f"{' and '.join(missing)} not downloaded: running the UNTRAINED tiny models, "
-                  "whose answers are meaningless. Run `rag-vqa quickstart --profile default` "
+    sample_missing = profile_available(SAMPLE)
+    if sample_missing is None:
+        return SAMPLE, (f"{missing}: running the offline `sample` profile. `rag-vqa quickstart "
+                        "--profile default` downloads the released models (~15 GB).")
+    return TINY, (f"{missing} and {sample_missing}: running the UNTRAINED tiny models, whose "
+                  "answers are meaningless. Run `rag-vqa quickstart --profile default` "
                   "(downloads ~15 GB) for real answers.")
 
 
@@ -88,7 +104,8 @@ def _built_from(index: Path, kb: Path) -> bool:
 
 def sample_pipeline(profile: str = TINY, cache: Path | None = None,
                     **overrides: Any) -> RagVQA:
-    """A pipeline over the bundled sample, importing and indexing it on first use."""
+    """A pipeline over the bundled sample, importing and indexing it on first use (one index
+    per retriever architecture and weights)."""
     cache = cache or default_cache()
     config: RagConfig = load_config(None, profile=profile, **overrides)
     kb = cache / "kb"
@@ -98,7 +115,9 @@ def sample_pipeline(profile: str = TINY, cache: Path | None = None,
                   resume=False)
     loaded = load_retriever(config.retriever.model, config.retriever.device,
                             config.retriever.dtype)
-    index = cache / f"index-{_slug(loaded.name)}-{loaded.model.config_fingerprint()[:8]}"
+    model = loaded.model
+    index = cache / (f"index-{_slug(loaded.name)}-{model.config_fingerprint()[:8]}-"
+                     f"{model.weights_fingerprint()[:8]}")
     if not _index_ready(index) or not _built_from(index, kb):
         logger.info("indexing the sample with %s into %s", loaded.name, index)
         build_index(kb, loaded, index, method="exact", workers=0, show_progress=False,
@@ -107,10 +126,27 @@ def sample_pipeline(profile: str = TINY, cache: Path | None = None,
                               **overrides), retriever=loaded)
 
 
+def uses_sample_kb(pipeline: RagVQA) -> bool:
+    """Whether the pipeline searches the bundled sample (its examples then make sense)."""
+    store = pipeline.components.store
+    ids = {p.passage_id for p in sample_passages()}
+    return len(store) == len(ids) and set(store.ids()) == ids
+
+
+def answer_is_right(answer: str, expected: list[str]) -> bool:
+    """The official E-VQA exact match (its answer normalisation), best over the alternatives."""
+    from eval.metrics.evqa import single_answer_em
+
+    return any(single_answer_em(reference, answer) for reference in expected)
+
+
 @dataclass
 class QuickstartResult:
     profile: str
-    note: str
+    reason: str                  # why this profile (auto), or ""
+    note: str                    # what answered (rag_vqa.notes)
+    kb: str
+    index: str
     answers: list[tuple[Any, Answer]] = field(default_factory=list)  # (SampleQuestion, Answer)
 
     @property
@@ -118,11 +154,17 @@ class QuickstartResult:
         return sum(any(e.passage_id in q.passage_id for e in a.evidence[:1])
                    for q, a in self.answers)
 
+    @property
+    def answer_hits(self) -> int:
+        return sum(a.error is None and answer_is_right(a.answer, q.answer)
+                   for q, a in self.answers)
+
 
 def run_quickstart(profile: str = "auto", cache: Path | None = None, k: int = 3
                    ) -> QuickstartResult:
-    chosen, note = choose_profile(profile)
+    chosen, reason = choose_profile(profile)
     pipe = sample_pipeline(chosen, cache, k=k)
     questions = sample_questions()
     answers = pipe.answer_batch([(question_image(q), q.question) for q in questions])
-    return QuickstartResult(chosen, note, list(zip(questions, answers)))
+    return QuickstartResult(chosen, reason, pipe.note, str(pipe.config.index.kb),
+                            str(pipe.config.index.path), list(zip(questions, answers)))

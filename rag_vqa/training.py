@@ -10,17 +10,23 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from retriever import ReTRetriever
+from retriever.fileio import DIGEST, atomic_write_json, file_digest
+from retriever.sharing import TRAINING_FILE
 from retriever.training import (JsonlPassages, ReTTrainer, TrainConfig, TrainingDataError,
                                 TrainPassage, TrainResult, latest_checkpoint, load_train_queries,
                                 read_jsonl_rows)
 
+from . import __version__
 from .kb.manifest import MANIFEST_NAME
 from .kb.store import PassageStore
 from .loading import DEFAULT_RETRIEVER, load_retriever
@@ -166,16 +172,43 @@ def run_training(job: TrainJob) -> tuple[TrainResult, Path | None]:
     result = trainer.train()
     if result.steps < config.max_steps:
         return result, None
-    return result, _save_final(trainer, Path(config.output_dir) / "model")
+    return result, _save_final(trainer, Path(config.output_dir) / "model",
+                               _training_record(job, result))
 
 
-def _save_final(trainer: ReTTrainer, folder: Path) -> Path:
-    """The trained retriever in the released layout, written atomically."""
+def _data_digest(path: str | None) -> dict[str, Any] | None:
+    """What a training input was: a file's digest, or a knowledge base's recorded one."""
+    if not path:
+        return None
+    source = Path(path)
+    if source.is_file():
+        return {"path": str(source.resolve()), "digest": f"{DIGEST}:{file_digest(source)}"}
+    if source.is_dir():
+        with PassageStore.open(source, verify="none") as store:
+            return {"path": str(source.resolve()), "digest": store.digest}
+    return {"path": str(source), "digest": None}
+
+
+def _training_record(job: TrainJob, result: TrainResult) -> dict[str, Any]:
+    """training.json next to the final model: what its model card reports."""
+    return {"job": asdict(job), "steps": result.steps, "final_loss": result.final_loss,
+            "validation": result.validation, "seconds": result.seconds,
+            "command": ["rag-vqa", *sys.argv[1:]] if Path(sys.argv[0]).name in
+            ("rag-vqa", "__main__.py") else list(sys.argv),
+            "data": {"queries": _data_digest(job.queries), "passages": _data_digest(job.passages),
+                     "val_queries": _data_digest(job.val_queries)},
+            "versions": {"rag-vqa": __version__, "torch": torch.__version__}}
+
+
+def _save_final(trainer: ReTTrainer, folder: Path, record: dict[str, Any]) -> Path:
+    """The trained retriever in the released layout with its training record, written
+    atomically."""
     model: ReTRetriever = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.accelerator.is_main_process:
         tmp = folder.with_name(f".tmp-{folder.name}")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
+        atomic_write_json(tmp / TRAINING_FILE, record, default=str)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
     trainer.accelerator.wait_for_everyone()

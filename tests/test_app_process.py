@@ -57,8 +57,9 @@ class DemoRun:
 
 @contextmanager
 def demo_process(workdir: Path, *options: str, command: list[str] | None = None,
-                 timeout: float = 180) -> Iterator[DemoRun]:
-    """The demo over the tiny sample (indexed into ``workdir``), until the block ends."""
+                 timeout: float = 180, profile: str = "tiny") -> Iterator[DemoRun]:
+    """The demo over the sample with ``profile``'s models (indexed into ``workdir``), until the
+    block ends."""
     port = free_port()
     tmp, log = workdir / "tmp", workdir / "demo.log"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def demo_process(workdir: Path, *options: str, command: list[str] | None = None,
            "TMPDIR": str(tmp), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     command = command or [sys.executable, "app.py"]
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*command, "--sample", "--profile", "tiny", "--port", str(port),
+        proc = subprocess.Popen([*command, "--sample", "--profile", profile, "--port", str(port),
                                  *options], cwd=REPO, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     run = DemoRun(proc, port, tmp, log)

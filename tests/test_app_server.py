@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import stat
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -61,15 +63,20 @@ def file_url(url: str, path: str | Path) -> str:
     return f"{url}/gradio_api/file={path}"
 
 
+def thumbnails_in(evidence: str) -> list[str]:
+    """The thumbnail files an evidence list shows."""
+    return [unquote(p) for p in re.findall(r'<img src="gradio_api/file=([^"]+)"', evidence)]
+
+
 def test_evidence_thumbnails_are_served_and_nothing_else_of_the_sample(demo):
     c = client(demo.url)
     q = sample_questions()[0]
     updates = ask(c, gradio_client.handle_file(str(question_image(q))), q.question)
-    gallery = updates[0][1]
-    assert len(gallery) == 3 and "meaningless" in updates[-1][0]
+    thumbnails = thumbnails_in(updates[0][1])
+    assert len(thumbnails) == 3 and "meaningless" in updates[-1][0]
     with httpx.Client(cookies=c.cookies) as http:
-        for item in gallery:
-            resp = http.get(item["image"]["url"])
+        for path in thumbnails:
+            resp = http.get(file_url(demo.url, path))
             assert resp.status_code == 200
             assert int(resp.headers["content-length"]) == len(resp.content)
             assert Image.open(io.BytesIO(resp.content)).format == "WEBP"
@@ -106,8 +113,8 @@ def test_an_upload_is_readable_only_by_the_session_that_made_it(demo):
         # nor may another session name it as its photo
         done = raw_ask(bob, [{"path": path, "meta": {"_type": "gradio.FileData"}}, "q?", 3, 4,
                              "tiny"])
-        answer, gallery, _ = done["output"]["data"]
-        assert answer.startswith("**Error:**") and "not available" in answer and gallery == []
+        answer, evidence = done["output"]["data"]
+        assert answer.startswith("**Error:**") and "not available" in answer and evidence == ""
         done = raw_ask(alice, [{"path": path, "meta": {"_type": "gradio.FileData"}}, "q?", 3, 4,
                                "tiny"])
         assert "meaningless" in done["output"]["data"][0]
@@ -162,7 +169,7 @@ def test_uploading_a_copy_of_a_shown_image_does_not_hide_it_from_others(demo):
     with httpx.Client(base_url=demo.url) as mallory, httpx.Client(base_url=demo.url) as other:
         config = mallory.get("/config").json()
         (examples,) = [c for c in config["components"] if c.get("type") == "dataset"]
-        shown = [examples["props"]["samples"][0][0]["path"], evidence[0]["image"]["path"]]
+        shown = [examples["props"]["samples"][0][0]["path"], thumbnails_in(evidence)[0]]
         for path in shown:
             _upload(mallory, Path(path).name, mallory.get(file_url("", path)).content)
         other.get("/config")
@@ -179,17 +186,16 @@ def test_uploading_a_copy_of_a_shown_image_does_not_hide_it_from_others(demo):
 def test_wrong_typed_inputs_are_shown_as_errors(demo, question, k, message):
     c = client(demo.url)
     photo = gradio_client.handle_file(str(question_image(sample_questions()[0])))
-    answer, gallery, table = ask(c, photo, question, k=k)[-1]
-    assert answer.startswith("**Error:**") and message in answer
-    assert gallery == [] and table["data"] == []
+    answer, evidence = ask(c, photo, question, k=k)[-1]
+    assert answer.startswith("**Error:**") and message in answer and evidence == ""
 
 
 def test_a_file_that_is_not_an_image_is_shown_as_an_error(demo, tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_text("certainly not a PNG")
-    answer, gallery, _ = ask(client(demo.url), gradio_client.handle_file(str(notes)), "q?")[-1]
+    answer, evidence = ask(client(demo.url), gradio_client.handle_file(str(notes)), "q?")[-1]
     assert answer.startswith("**Error:**") and "not a recognised image format" in answer
-    assert gallery == [] and "Traceback" not in answer
+    assert evidence == "" and "Traceback" not in answer
 
 
 # -- in-process: stand-in pipelines ---------------------------------------------------------------
@@ -199,6 +205,8 @@ class _Gated:
 
     def __init__(self, real) -> None:
         self.config = real.config
+        self.note = real.note
+        self.components = real.components
         self._real = real
         self.entered = threading.Event()
         self.gate = threading.Event()
@@ -212,6 +220,7 @@ class _Gated:
 class _Failing:
     def __init__(self, real) -> None:
         self.config = real.config
+        self.note = real.note
 
     def stream(self, *args, **kwargs):
         raise RuntimeError("the index went away")
@@ -274,11 +283,12 @@ def test_a_full_queue_tells_the_visitor_it_is_busy(serve_in_process, tiny):
 
 
 def test_a_failing_pipeline_is_an_error_message_not_gradios(serve_in_process, tiny):
-    url = serve_in_process(app.PipelineChoices("tiny", tiny, lambda name: _Failing(tiny)))
+    url = serve_in_process(app.PipelineChoices("tiny", tiny, lambda name: _Failing(tiny),
+                                               available=lambda name: None))
     c = client(url)
     photo = gradio_client.handle_file(str(question_image(sample_questions()[0])))
     assert "meaningless" in ask(c, photo, "q?")[-1][0]
-    answer, gallery, table = ask(c, photo, "q?", profile="small")[-1]
+    answer, evidence = ask(c, photo, "q?", profile="small")[-1]
     assert answer == ("**Error:** sorry, that did not work (RuntimeError: the index went "
                       "away).")
-    assert gallery == [] and table["data"] == []
+    assert evidence == ""

@@ -11,7 +11,7 @@ from typing import Any
 from .common import MAX_LISTED_IDS, MissingPredictionsError
 
 __all__ = ["KS", "recall_at_k", "pseudo_recall_at_k", "entity_recall_at_k", "answer_text",
-           "score_retrieval", "RetrievalResult"]
+           "score_retrieval", "RetrievalResult", "first_hit", "ks_within", "query_ranks"]
 
 KS: tuple[int, ...] = (1, 5, 10, 20, 50, 100)
 
@@ -25,10 +25,22 @@ def _as_set(ids: Any) -> set[str]:
     return {str(i) for i in ids}
 
 
+def first_hit(hits: Sequence[bool]) -> int | None:
+    """The 1-based rank of the first hit, None without one: hit@K for every K is
+    ``rank is not None and rank <= K``, so one number per query keeps the whole curve."""
+    return next((i + 1 for i, hit in enumerate(hits) if hit), None)
+
+
+def ks_within(depth: int, ks: Iterable[int] = KS) -> list[int]:
+    """The cut-offs a ranking of ``depth`` results can answer (Recall@50 of a top-10 is not
+    a number)."""
+    return [k for k in ks if k <= depth]
+
+
 def _hits_at_k(hits: Sequence[bool], ks: Iterable[int]) -> dict[int, float]:
     """1.0 at K when any of the first K ranks is a hit (fewer than K results: what is there)."""
-    first = next((i for i, hit in enumerate(hits) if hit), None)
-    return {k: 1.0 if first is not None and first < k else 0.0 for k in ks}
+    rank = first_hit(hits)
+    return {k: 1.0 if rank is not None and rank <= k else 0.0 for k in ks}
 
 
 def recall_at_k(ranked_ids: Sequence[Any], positive_ids: Any,
@@ -103,6 +115,59 @@ def _lookup(mapping: Mapping[str, Any], pid: str, query: str, what: str) -> Any:
         raise ValueError(f"query {query!r}: retrieved passage {pid!r} is not in {what}") from None
 
 
+_METRIC = {"recall": "recall", "pseudo": "pseudo_recall", "entity": "entity_recall"}
+
+
+def _gold(positives: Mapping[str, Any] | None, answers: Mapping[str, Sequence[Any]] | None,
+          gold_articles: Mapping[str, Any] | None) -> dict[str, dict[str, Any] | None]:
+    return {name: {str(q): v for q, v in source.items()} if source is not None else None
+            for name, source in (("recall", positives), ("pseudo", answers),
+                                 ("entity", gold_articles))}
+
+
+def _query_ranks(query: str, ranking: Sequence[Any], gold: dict[str, dict[str, Any] | None],
+                 passage_texts: Mapping[str, str | None] | None,
+                 passage_articles: Mapping[str, str] | None,
+                 unique_articles: bool) -> dict[str, int | None]:
+    """First-hit rank of each metric the query has gold data for (see :func:`first_hit`)."""
+    ranked = [str(pid) for pid in ranking]
+    out: dict[str, int | None] = {}
+    if gold["recall"] is not None and query in gold["recall"]:
+        positives = _as_set(gold["recall"][query])
+        out["recall"] = first_hit([pid in positives for pid in ranked])
+    if gold["pseudo"] is not None and query in gold["pseudo"]:
+        texts = [_lookup(passage_texts, pid, query, "passage_texts")  # type: ignore[arg-type]
+                 for pid in ranked]
+        needles = [answer_text(a).strip().lower() for a in gold["pseudo"][query]]
+        out["pseudo"] = first_hit([any(n in (t or "").lower() for n in needles) for t in texts])
+    if gold["entity"] is not None and query in gold["entity"]:
+        articles = [str(_lookup(passage_articles, pid, query, "passage_articles"))  # type: ignore
+                    for pid in ranked]
+        if unique_articles:
+            articles = list(dict.fromkeys(articles))
+        wanted = _as_set(gold["entity"][query])
+        out["entity"] = first_hit([a in wanted for a in articles])
+    return out
+
+
+def query_ranks(rankings: Mapping[str, Sequence[Any]], *,
+                positives: Mapping[str, Any] | None = None,
+                answers: Mapping[str, Sequence[Any]] | None = None,
+                passage_texts: Mapping[str, str | None] | None = None,
+                gold_articles: Mapping[str, Any] | None = None,
+                passage_articles: Mapping[str, str] | None = None,
+                unique_articles: bool = False) -> dict[str, dict[str, int | None]]:
+    """Per query, the 1-based rank of its first hit for each metric it has gold data for
+    (``recall``, ``pseudo_recall``, ``entity_recall``; None: no hit), by the same rules as
+    :func:`score_retrieval`: what paired comparisons and per-question reports need."""
+    gold = _gold(positives, answers, gold_articles)
+    queries = dict.fromkeys(q for source in gold.values() if source for q in source)
+    rankings = {str(q): r for q, r in rankings.items()}
+    return {q: {_METRIC[k]: v for k, v in _query_ranks(
+        q, rankings.get(q, ()), gold, passage_texts, passage_articles, unique_articles).items()}
+        for q in queries}
+
+
 def score_retrieval(rankings: Mapping[str, Sequence[Any]], *,
                     positives: Mapping[str, Any] | None = None,
                     answers: Mapping[str, Sequence[Any]] | None = None,
@@ -131,23 +196,12 @@ def score_retrieval(rankings: Mapping[str, Sequence[Any]], *,
             f"{len(missing)} of {len(queries)} queries have no ranking, e.g. "
             f"{', '.join(missing[:5])}; pass allow_missing=True to count them as misses")
 
-    gold = {name: {str(q): v for q, v in source.items()} if source is not None else None
-            for name, source in (("recall", positives), ("pseudo", answers),
-                                 ("entity", gold_articles))}
-    rows: dict[str, list[dict[int, float]]] = {"recall": [], "pseudo": [], "entity": []}
-    for query in queries:
-        ranked = [str(pid) for pid in rankings.get(query, ())]
-        if gold["recall"] is not None and query in gold["recall"]:
-            rows["recall"].append(recall_at_k(ranked, gold["recall"][query], ks))
-        if gold["pseudo"] is not None and query in gold["pseudo"]:
-            texts = [_lookup(passage_texts, pid, query, "passage_texts")  # type: ignore[arg-type]
-                     for pid in ranked]
-            rows["pseudo"].append(pseudo_recall_at_k(texts, gold["pseudo"][query], ks))
-        if gold["entity"] is not None and query in gold["entity"]:
-            arts = [_lookup(passage_articles, pid, query, "passage_articles")  # type: ignore
-                    for pid in ranked]
-            rows["entity"].append(entity_recall_at_k(arts, gold["entity"][query], ks,
-                                                     unique_articles=unique_articles))
+    gold = _gold(positives, answers, gold_articles)
+    ranks = {q: _query_ranks(q, rankings.get(q, ()), gold, passage_texts, passage_articles,
+                             unique_articles) for q in queries}
+    rows: dict[str, list[dict[int, float]]] = {
+        name: [{k: float(r[name] is not None and r[name] <= k) for k in ks}
+               for r in ranks.values() if name in r] for name in ("recall", "pseudo", "entity")}
     return RetrievalResult(
         recall=_mean(rows["recall"], ks) if positives is not None else None,
         pseudo_recall=_mean(rows["pseudo"], ks) if answers is not None else None,

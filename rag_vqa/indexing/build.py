@@ -21,10 +21,11 @@ from retriever.index.storage import MANIFEST
 
 from ..kb import PassageStore
 from ..loading import LoadedRetriever
+from ..ray_runtime import RayOptions, versions
 from .encode import MAX_PROBLEMS_KEPT, encode_shards
 from .shards import ShardSet
 
-__all__ = ["IndexBuildReport", "build_index", "DEFAULT_SHARD_SIZE"]
+__all__ = ["DEFAULT_SHARD_SIZE", "IndexBuildReport", "build_index"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class IndexBuildReport:
     passages_per_second: float = 0.0
     method: str = "plaid"
     index_path: str = ""
+    # how the shards were encoded: engine ("local" or "ray"), workers, GPUs, versions, rates
+    engine: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,8 +59,12 @@ def build_index(kb_folder: str | Path, retriever: LoadedRetriever, out: str | Pa
                 method: str = "plaid", nbits: int = 4, batch_size: int = 32,
                 shard_size: int = DEFAULT_SHARD_SIZE, workers: int = 1,
                 keep_shards: bool = False, overwrite: bool = False,
-                show_progress: bool | None = None, **index_params: Any) -> IndexBuildReport:
-    """Encode every passage of the KB and index the features; resumes an interrupted build."""
+                show_progress: bool | None = None, ray: RayOptions | str | None = None,
+                **index_params: Any) -> IndexBuildReport:
+    """Encode every passage of the KB and index the features; resumes an interrupted build.
+
+    ``ray``: encode on a Ray cluster instead (an address such as "local" / "auto", or
+    ``rag_vqa.ray_runtime.RayOptions``); the shards, the resume and the index are the same."""
     kb_folder, out = Path(kb_folder), Path(out)
     if batch_size < 1 or shard_size < 1:
         raise ValueError("--batch-size and --shard-size must be at least 1")
@@ -80,8 +87,18 @@ def build_index(kb_folder: str | Path, retriever: LoadedRetriever, out: str | Pa
     bar = tqdm(total=total, desc="encoding passages", unit="passage",
                disable=not (total > 256 if show_progress is None else show_progress))
     with bar:
-        infos, resumed = encode_shards(kb_folder, encoder, processor, shards, batch_size=batch_size,
-                              workers=workers, on_rows=bar.update)
+        if ray is None:
+            infos, resumed = encode_shards(kb_folder, encoder, processor, shards,
+                                           batch_size=batch_size, workers=workers,
+                                           on_rows=bar.update)
+            engine = {"engine": "local", "workers": 1, "device": str(model.device),
+                      "dataloader_workers": workers, **versions()}
+        else:
+            from .ray_build import encode_shards_on_ray
+
+            infos, resumed, engine = encode_shards_on_ray(kb_folder, retriever, shards, ray,
+                                                          batch_size=batch_size, workers=workers,
+                                                          on_rows=bar.update)
     images: Counter[str] = Counter()
     problems: list[dict[str, Any]] = []
     for info in infos:
@@ -92,7 +109,7 @@ def build_index(kb_folder: str | Path, retriever: LoadedRetriever, out: str | Pa
         passages=total, shards=len(infos), shards_resumed=resumed,
         images=dict(images), image_problems=problems, encode_seconds=round(encode_seconds, 3),
         passages_per_second=round(total / encode_seconds, 2) if encode_seconds else 0.0,
-        method=method, index_path=str(out))
+        method=method, index_path=str(out), engine=engine)
     if images.get("broken") or images.get("missing"):
         logger.warning("%d broken and %d missing images: those passages were encoded text-only",
                        images.get("broken", 0), images.get("missing", 0))

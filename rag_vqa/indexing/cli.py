@@ -16,7 +16,9 @@ from ..cli_args import device, dtype, non_negative_int, positive_int
 from ..kb import PassageStore
 from ..kb.errors import KBError
 from ..loading import DEFAULT_RETRIEVER, load_retriever
+from ..ray_runtime import add_ray_arguments, check_reachable, options_from_args
 from .build import DEFAULT_SHARD_SIZE, build_index
+from .sharing import register as register_sharing
 
 __all__ = ["register"]
 
@@ -51,7 +53,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--overwrite", action="store_true",
                        help="replace an existing index (built beside it; the old one stays "
                             "usable until the new one is complete)")
+    build.add_argument("--centroids", metavar="FROM_INDEX", default=None,
+                       help="reuse the trained centroids and quantiser of this plaid index "
+                            "instead of training new ones, so that indexes built apart (other "
+                            "machines, slices of a KB) can be merged with `rag-vqa index merge`")
     build.add_argument("--json", action="store_true", help="print the build report as JSON")
+    add_ray_arguments(build, decoding=True)
     build.set_defaults(handler=_cmd_build)
 
     info = actions.add_parser("info", help="check an index and describe it")
@@ -64,15 +71,38 @@ def register(commands: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true")
     info.set_defaults(handler=_cmd_info)
 
+    merge = actions.add_parser(
+        "merge", help="join indexes into one sharded index searched as one",
+        description="Make OUT a sharded index whose parts are the given indexes (built with "
+                    "the same retriever and, for plaid, the same centroids: --centroids). Their "
+                    "files are hard-linked (copied across file systems); OUT is replaced "
+                    "atomically. Search merges every part's top k exactly; add and remove go "
+                    "to the part that holds (or will hold) each id.")
+    merge.add_argument("indexes", nargs="+", metavar="INDEX")
+    merge.add_argument("--out", required=True, help="sharded index folder to create")
+    merge.add_argument("--overwrite", action="store_true", help="replace an index in OUT")
+    merge.add_argument("--copy", action="store_true", help="copy the files instead of linking")
+    merge.add_argument("--verify", default="full", choices=VERIFY_LEVELS,
+                       help="how the parts are checked first (default: every digest)")
+    merge.add_argument("--json", action="store_true")
+    merge.set_defaults(handler=_cmd_merge)
+    register_sharing(actions)
+
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    loaded = load_retriever(args.retriever, args.device, args.dtype)
+    ray = options_from_args(args)
+    if ray is not None:  # fail in seconds, before a model loads; the driver only fingerprints it
+        if args.device not in (None, "cpu"):
+            raise ValueError("--device sets where a local build encodes; with --ray the workers "
+                             "use their GPUs (--gpus-per-worker)")
+        check_reachable(ray)
+    loaded = load_retriever(args.retriever, None if ray else args.device, args.dtype)
     if loaded.note:
         print(f"NOTE: {loaded.note}", file=sys.stderr)
     report = build_index(args.kb, loaded, args.out, method=args.method, nbits=args.nbits,
                          batch_size=args.batch_size, shard_size=args.shard_size,
                          workers=args.workers, keep_shards=args.keep_shards,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, ray=ray, centroids=args.centroids)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -81,6 +111,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
           f"{report.shards} shards, {report.shards_resumed} resumed)")
     print(f"encoding: {report.encode_seconds:.1f}s ({report.passages_per_second:.1f} passages/s)"
           f"   indexing: {report.index_seconds:.1f}s")
+    engine = report.engine
+    if engine.get("engine") == "ray" and "wall_seconds" in engine:
+        print(f"on Ray: {engine['workers']} workers x {engine['gpus_per_worker']:g} GPUs on "
+              f"{engine['nodes']} node(s), {engine['wall_seconds']:.1f}s wall "
+              f"({engine['passages_per_second']:.1f} passages/s)")
     print("images: " + ", ".join(f"{k} {v}" for k, v in sorted(images.items())))
     for problem in report.image_problems[:5]:
         print(f"  {problem['status']}: {problem['passage_id']}: {problem['reason']}")
@@ -117,6 +152,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "resident_bytes": index.resident_bytes(), "created": manifest["created"],
             "updated": manifest["updated"], "rebuild_advised": manifest.get("rebuild_advised"),
             "retriever": manifest["metadata"].get("retriever"), "kb": kb,
+            "built_with": (manifest["metadata"].get("build_report") or {}).get("engine"),
             "verified": args.verify, "digest": index.digest}
     damaged = kb["status"] in ("damaged", "different")
     if args.json:
@@ -131,6 +167,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"  retriever: {retriever.get('name')} (config "
               f"{str(retriever.get('config_sha256'))[:12]}, weights "
               f"{str(retriever.get('weights_xxh3'))[:12]})")
+    built = info["built_with"]
+    if built:
+        on_ray = built.get("engine") == "ray"
+        workers = f", {built.get('workers')} worker(s) x {built.get('gpus_per_worker', 0):g} " \
+            f"GPUs, ray {built.get('ray')}" if on_ray else ""
+        print(f"  built with: {built.get('engine')}{workers}, rag-vqa {built.get('rag_vqa')}")
     print(f"  knowledge base: {kb.get('path', '?')}: {kb['status']}"
           + (f" ({kb['detail']})" if kb.get("detail") else ""))
     if info["rebuild_advised"]:
@@ -139,4 +181,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"rag-vqa: error: the knowledge base of {info['path']} is {kb['status']}: "
               f"{kb['detail']}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from retriever.index.sharded import merge_indexes
+
+    index = merge_indexes(args.indexes, args.out, overwrite=args.overwrite, link=not args.copy,
+                          verify=args.verify)
+    info = {"path": str(index.path), "parts": len(index.parts), "documents": len(index),
+            "method": index.method, "digest": index.digest}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{info['path']}: {info['method']} index of {info['documents']} documents in "
+              f"{info['parts']} parts")
     return 0

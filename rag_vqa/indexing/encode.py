@@ -28,7 +28,15 @@ from retriever.processing_ret import ReTInputs
 from ..kb import PassageStore
 from .shards import ShardInfo, ShardSet
 
-__all__ = ["ShardBatches", "encode_shards", "MAX_PROBLEMS_KEPT"]
+__all__ = [
+    "MAX_PROBLEMS_KEPT",
+    "ShardBatches",
+    "ShardFeatures",
+    "encode_batch",
+    "encode_shards",
+    "feature_shape",
+    "plan_batches",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +54,16 @@ class PreparedBatch:
 class ShardBatches(Dataset):
     """Item i = batch i of a shard, fully prepared (passages read, images decoded, tensors made).
 
-    The store is opened lazily in each worker process (SQLite connections do not cross forks).
+    The store is opened lazily in each worker process (SQLite connections do not cross forks),
+    unless the caller already has it open (``store``: one Ray task reading several shards).
     """
 
-    def __init__(self, kb_folder: Path, batches: list[list[int]], processor: ReTProcessor) -> None:
+    def __init__(self, kb_folder: Path, batches: list[list[int]], processor: ReTProcessor,
+                 store: PassageStore | None = None) -> None:
         self.kb_folder = kb_folder
         self.batches = batches
         self.processor = processor
-        self._store: PassageStore | None = None
+        self._store = store
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -98,8 +108,8 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _plan_batches(store: PassageStore, processor: ReTProcessor, start: int, stop: int,
-                  batch_size: int) -> list[list[int]]:
+def plan_batches(store: PassageStore, processor: ReTProcessor, start: int, stop: int,
+                 batch_size: int) -> list[list[int]]:
     """Rows of [start, stop) grouped into batches of similar token length (longest first)."""
     rows = list(range(start, stop))
     texts = [p.text for p in store.get_rows(rows)]
@@ -108,16 +118,71 @@ def _plan_batches(store: PassageStore, processor: ReTProcessor, start: int, stop
     return [[rows[i] for i in order[j:j + batch_size]] for j in range(0, len(order), batch_size)]
 
 
+def feature_shape(encoder: torch.nn.Module) -> tuple[int, int]:
+    """(vectors, dim) of one passage's features."""
+    config = encoder.config
+    return (1 if config.use_pooler_features else config.num_queries), config.output_dim
+
+
+def encode_batch(encoder: torch.nn.Module, inputs: ReTInputs) -> np.ndarray:
+    """Features of one prepared batch as float32 numpy, on the encoder's device and dtype (the
+    caller holds eval and inference mode). The local build and the Ray workers both use it."""
+    param = next(encoder.parameters())
+    out = encoder(**inputs.to(param.device, param.dtype).as_kwargs())
+    return out.float().cpu().numpy()
+
+
+class ShardFeatures:
+    """One shard's features and image report, filled batch by batch in any order, then written.
+
+    A row filled twice is refused: with batches arriving from several workers (and retried
+    after a worker dies), that is the check that no passage is encoded into the shard twice."""
+
+    def __init__(self, index: int, start: int, stop: int, shape: tuple[int, int]) -> None:
+        self.index, self.start, self.stop = index, start, stop
+        self.features = np.empty((stop - start, *shape), dtype=np.float16)
+        self.filled = np.zeros(stop - start, dtype=bool)
+        self.counts: Counter[str] = Counter()
+        self.problems: list[dict[str, Any]] = []
+        self.seconds = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.filled.all())
+
+    def add(self, rows: Any, features: np.ndarray, statuses: list[str],
+            problems: list[dict[str, Any]], seconds: float = 0.0) -> None:
+        offsets = np.asarray(rows, dtype=np.int64) - self.start
+        if offsets.min() < 0 or offsets.max() >= len(self.filled) or self.filled[offsets].any() \
+                or len(np.unique(offsets)) != len(offsets):
+            raise RuntimeError(f"shard {self.index}: rows {int(offsets.min()) + self.start}.."
+                               f"{int(offsets.max()) + self.start} arrived twice or out of range")
+        self.features[offsets] = features
+        self.filled[offsets] = True
+        self.counts.update(statuses)
+        for problem in problems:
+            logger.log(logging.WARNING if problem["status"] == "broken" else logging.DEBUG,
+                       "passage %s: %s", problem["passage_id"], problem["reason"])
+        self.problems.extend(problems[: max(0, MAX_PROBLEMS_KEPT - len(self.problems))])
+        self.seconds += seconds
+
+    def write(self, shards: ShardSet, seconds: float | None = None) -> ShardInfo:
+        if not self.complete:
+            raise RuntimeError(f"shard {self.index} is incomplete: "
+                               f"{int((~self.filled).sum())} rows missing")
+        info = ShardInfo(self.index, self.start, self.stop, images=dict(self.counts),
+                         problems=self.problems,
+                         seconds=self.seconds if seconds is None else seconds)
+        return shards.write(info, self.features)
+
+
 def encode_shards(kb_folder: Path, encoder: torch.nn.Module, processor: ReTProcessor,
                   shards: ShardSet, *, batch_size: int = 32, workers: int = 1,
                   on_rows: Callable[[int], None] = lambda n: None
                   ) -> tuple[list[ShardInfo], int]:
     """Encode every unfinished shard; returns the info of all shards, in order, and how many
     were already finished (resumed)."""
-    param = next(encoder.parameters())
-    device, dtype = param.device, param.dtype
-    config = encoder.config
-    k = 1 if config.use_pooler_features else config.num_queries
+    shape = feature_shape(encoder)
     infos: list[ShardInfo] = []
     resumed = 0
     with PassageStore.open(kb_folder) as store:
@@ -130,26 +195,16 @@ def encode_shards(kb_folder: Path, encoder: torch.nn.Module, processor: ReTProce
                 continue
             start, stop = shards.bounds(index)
             t0 = time.perf_counter()
-            batches = _plan_batches(store, processor, start, stop, batch_size)
+            batches = plan_batches(store, processor, start, stop, batch_size)
             loader = DataLoader(ShardBatches(kb_folder, batches, processor), batch_size=None,
                                 shuffle=False, num_workers=workers,
                                 worker_init_fn=_worker_init if workers else None,
                                 prefetch_factor=2 if workers else None)
-            features = np.empty((stop - start, k, config.output_dim), dtype=np.float16)
-            counts: Counter[str] = Counter()
-            problems: list[dict[str, Any]] = []
+            shard = ShardFeatures(index, start, stop, shape)
             with eval_mode(encoder), torch.inference_mode():
                 for batch in loader:
-                    out = encoder(**batch.inputs.to(device, dtype).as_kwargs())
-                    features[np.asarray(batch.rows) - start] = out.float().cpu().numpy()
-                    counts.update(batch.statuses)
-                    for problem in batch.problems:
-                        logger.log(logging.WARNING if problem["status"] == "broken"
-                                   else logging.DEBUG, "passage %s: %s", problem["passage_id"],
-                                   problem["reason"])
-                    problems.extend(batch.problems[: max(0, MAX_PROBLEMS_KEPT - len(problems))])
+                    shard.add(batch.rows, encode_batch(encoder, batch.inputs), batch.statuses,
+                              batch.problems)
                     on_rows(len(batch.rows))
-            info = ShardInfo(index, start, stop, images=dict(counts), problems=problems,
-                             seconds=time.perf_counter() - t0)
-            infos.append(shards.write(info, features))
+            infos.append(shard.write(shards, seconds=time.perf_counter() - t0))
     return infos, resumed

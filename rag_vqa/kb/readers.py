@@ -139,9 +139,12 @@ def _ret_passage(f: _Fields) -> list[Passage]:
 
 
 def _m2kr_passage(f: _Fields) -> list[Passage]:
+    # the title names the Wikipedia article (InfoSeek, E-VQA passages carry one): it is the
+    # passage's article, so that entity recall counts a hit on any passage of the right article
     pid = f.ident("passage_id")
+    title = f.optional("title")
     return [Passage(passage_id=pid, text=f.text("passage_content", required=True),
-                    title=f.optional("title"), article_id=pid, language=f.optional("language"),
+                    title=title, article_id=title or pid, language=f.optional("language"),
                     extra=f.extra(_M2KR_FIELDS))]
 
 

@@ -53,7 +53,7 @@ class ResidualCodec:
     step: np.ndarray    # (dim,) float32, width of one bucket
 
     @classmethod
-    def fit(cls, residuals: np.ndarray, nbits: int) -> "ResidualCodec":
+    def fit(cls, residuals: np.ndarray, nbits: int) -> ResidualCodec:
         if nbits not in _CLIP_TAIL:
             raise ValueError(f"nbits must be 2, 4 or 8, got {nbits}")
         tail = _CLIP_TAIL[nbits]
@@ -69,12 +69,26 @@ class ResidualCodec:
     def bytes_per_vector(self) -> int:
         return self.dim * self.nbits // 8
 
-    def encode(self, residuals: np.ndarray) -> np.ndarray:
-        """(n, dim) float -> packed (n, bytes_per_vector) uint8."""
+    def encode(self, residuals: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(n, dim) float -> packed (n, bytes_per_vector) uint8 (torch arithmetic, all threads)."""
+        r = torch.as_tensor(residuals, dtype=torch.float32)
         levels = (1 << self.nbits) - 1
-        codes = np.floor((residuals - self.lo) / self.step)
-        np.clip(codes, 0, levels, out=codes)
-        return pack_codes(codes.astype(np.uint8), self.nbits)
+        codes = torch.floor((r - torch.from_numpy(self.lo)) / torch.from_numpy(self.step))
+        codes = codes.clamp_(0, levels).to(torch.uint8)
+        if self.nbits == 8:
+            return codes.numpy()
+        per = 8 // self.nbits
+        grouped = codes.view(codes.shape[0], -1, per)
+        out = grouped[:, :, 0] << (8 - self.nbits)
+        for t in range(1, per):
+            out |= grouped[:, :, t] << (8 - self.nbits * (t + 1))
+        return out.numpy()
+
+    def outside(self, residuals: torch.Tensor) -> int:
+        """How many values fall outside the grid (clipped by :meth:`encode`)."""
+        lo = torch.from_numpy(self.lo)
+        hi = lo + torch.from_numpy(self.step) * (1 << self.nbits)
+        return int(((residuals < lo) | (residuals > hi)).sum())
 
     def decode(self, packed: torch.Tensor) -> torch.Tensor:
         """Packed codes -> float32 residuals (n, dim)."""

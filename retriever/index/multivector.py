@@ -3,7 +3,8 @@ embeddings (every document is a (32, 128) matrix; scores are MaxSim).
 
 Methods: ``exact`` (brute force, the ground truth) and ``plaid`` (compressed, fast; see
 plaid.py). An index is a folder (see storage.py); ``add`` and ``remove`` change the index in
-memory and ``save`` commits them, the manifest being the commit point.
+memory and ``save`` commits them, the manifest being the commit point. ``load`` also opens a
+sharded index (several parts searched as one, see sharded.py).
 """
 
 from __future__ import annotations
@@ -26,17 +27,29 @@ from tqdm.auto import tqdm
 
 from ..fileio import SEAL_KEY, seal
 from .exact import ExactEngine
+from .params import check_search_params
 from .plaid import PlaidEngine
 from .storage import (
-    FORMAT, FORMAT_VERSION, MANIFEST, IdStore, IndexFormatError, check_data_name, load_npy,
-    read_manifest, verify_files, write_manifest, write_npy)
+    FORMAT,
+    FORMAT_VERSION,
+    KIND_SHARDED,
+    KIND_SINGLE,
+    MANIFEST,
+    IdStore,
+    IndexFormatError,
+    check_data_name,
+    load_npy,
+    read_manifest,
+    verify_files,
+    write_manifest,
+    write_npy,
+)
 
-__all__ = ["MultiVectorIndex", "Hit", "AddReport", "IndexFormatError"]
+__all__ = ["AddReport", "Hit", "IndexFormatError", "MultiVectorIndex"]
 
 logger = logging.getLogger(__name__)
 
 ENGINES = {"exact": ExactEngine, "plaid": PlaidEngine}
-_SEARCH_KEYS = {"nprobe", "candidates", "ndocs", "rescore", "compute_dtype", "chunk_size"}
 
 
 @dataclass(frozen=True)
@@ -85,9 +98,9 @@ def _ids_files(folder: Path, seg: int, arrays: dict[str, np.ndarray]) -> dict[st
             for name, array in arrays.items()}
 
 
-def _new_data_name() -> str:
+def new_data_name(prefix: str = "data") -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return f"data-{stamp}-{uuid.uuid4().hex[:8]}"
+    return f"{prefix}-{stamp}-{uuid.uuid4().hex[:8]}"
 
 
 def _legacy_files(folder: Path) -> list[str]:
@@ -108,9 +121,10 @@ def _legacy_files(folder: Path) -> list[str]:
     return [name for name in keep if name != MANIFEST and (folder / name).is_file()]
 
 
-def _clear_stale_data(folder: Path, keep: str | None) -> None:
-    """Data folders of builds that never committed (killed before their manifest)."""
-    for stale in folder.glob("data-*"):
+def clear_stale_data(folder: Path, keep: str | None) -> None:
+    """Data (and parts) folders of builds and merges that never committed (killed before their
+    manifest), or of the index a new one replaced."""
+    for stale in [*folder.glob("data-*"), *folder.glob("parts-*")]:
         if stale.is_dir() and stale.name != keep:
             logger.info("removing %s, left by an interrupted build", stale)
             shutil.rmtree(stale, ignore_errors=True)
@@ -160,11 +174,17 @@ class MultiVectorIndex:
     def build(cls, path: str | os.PathLike, doc_ids: Sequence[Any], embeddings: Any,
               method: str = "plaid", nbits: int = 4, *, overwrite: bool = False,
               metadata: dict[str, Any] | None = None, show_progress: bool | None = None,
-              **params: Any) -> "MultiVectorIndex":
+              centroids: str | os.PathLike | None = None, **params: Any) -> MultiVectorIndex:
         """Index ``embeddings`` (N, tokens, dim), any array-like that slices (a memory-mapped
-        .npy is read a chunk at a time), under ``doc_ids`` (all int or all str, unique)."""
+        .npy is read a chunk at a time), under ``doc_ids`` (all int or all str, unique).
+
+        ``centroids``: a plaid index whose trained centroids and quantiser this build reuses
+        instead of training its own, so that parts built separately (other machines, other
+        slices of a knowledge base) can be merged into one sharded index."""
         if method not in ENGINES:
             raise ValueError(f"unknown index method {method!r}; use one of {sorted(ENGINES)}")
+        if centroids is not None and method != "plaid":
+            raise ValueError("only a plaid index has centroids to reuse (centroids=...)")
         if nbits not in (2, 4, 8):
             raise ValueError(f"nbits must be 2, 4 or 8, got {nbits}")
         ids = _check_ids(doc_ids)
@@ -175,32 +195,35 @@ class MultiVectorIndex:
         folder.mkdir(parents=True, exist_ok=True)
         current = cls._current_data(folder, overwrite)
         legacy = [] if current else _legacy_files(folder)
-        _clear_stale_data(folder, keep=current)
-        data_name = _new_data_name()
+        clear_stale_data(folder, keep=current)
+        data_name = new_data_name()
         data = folder / data_name
         data.mkdir()
         start = time.perf_counter()
         try:
             bar, progress = _progress(n, f"indexing ({method})", show_progress)
             with bar:
-                files, used, stats = ENGINES[method].build(data, embeddings,
-                                                           {**params, "nbits": nbits}, progress)
+                files, used, stats = ENGINES[method].build(
+                    data, embeddings, {**params, "nbits": nbits, "centroids": centroids},
+                    progress)
             store = IdStore(IdStore.kind_of(ids))
             files.update(_ids_files(data, 0, store.encode(ids)))
         except BaseException:
             shutil.rmtree(data, ignore_errors=True)
             raise
         manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "method": method,
+            "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND_SINGLE,
+            "method": method,
             "created": _now(), "updated": _now(), "library": "rag-vqa", "data": data_name,
             "dims": {"tokens": tokens, "dim": dim}, "id_kind": store.kind,
-            "params": used, "counts": {"rows": n, "live": n, "trained_rows": n},
+            "params": used,
+            "counts": {"rows": n, "live": n, "trained_rows": int(used.get("trained_rows", n))},
             "segments": [{"rows": n, "stats": stats}], "files": files, "deleted_file": None,
             "metadata": metadata or {}, "rebuild_advised": None,
             "build_seconds": round(time.perf_counter() - start, 3),
         }
         write_manifest(folder, manifest)  # the swap: from here on the new index is the index
-        _clear_stale_data(folder, keep=data_name)
+        clear_stale_data(folder, keep=data_name)
         for name in legacy:
             (folder / name).unlink(missing_ok=True)
         logger.info("built %s index of %d documents in %.1fs", method, n,
@@ -223,13 +246,25 @@ class MultiVectorIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike, verify: str = "full",
-             show_progress: bool | None = None) -> "MultiVectorIndex":
-        """Open an index. ``verify``: "full" (default) checks the digest of every file (about
-        0.5 s per 10 GB from the page cache); "size" checks sizes only and "none" nothing but
-        the manifest's own seal, for huge indexes on trusted storage. Every level checks the
-        arrays' shapes and ranges, so a damaged file is refused, never searched."""
+             show_progress: bool | None = None) -> MultiVectorIndex:
+        """Open an index, single or sharded. ``verify``: "full" (default) checks the digest of
+        every file (about 0.5 s per 10 GB from the page cache); "size" checks sizes only and
+        "none" nothing but the manifest's own seal, for huge indexes on trusted storage. Every
+        level checks the arrays' shapes and ranges, so a damaged file is refused, never
+        searched."""
         folder = Path(path)
         manifest = read_manifest(folder)
+        if manifest.get("kind") == KIND_SHARDED:
+            from .sharded import ShardedIndex
+
+            return ShardedIndex.open(folder, manifest, verify, show_progress)
+        return cls.open(folder, manifest, verify, show_progress)
+
+    @classmethod
+    def open(cls, folder: Path, manifest: dict[str, Any], verify: str = "full",
+             show_progress: bool | None = None) -> MultiVectorIndex:
+        """The index of a checked ``manifest`` (read from ``folder``, or embedded in a sharded
+        index's), its files verified at level ``verify``."""
         method = manifest["method"]
         if method not in ENGINES:
             raise IndexFormatError(f"{folder}: unknown index method {method!r}")
@@ -269,22 +304,29 @@ class MultiVectorIndex:
         """Top-``k`` documents for each query of a (Q, tokens, dim) array, best first.
 
         Scores are MaxSim on the stored vectors (exact float16 copies when kept, else the
-        decompressed ones). ``params`` tune the plaid stages (nprobe, candidates, ndocs, rescore).
-        """
-        unknown = set(params) - _SEARCH_KEYS
-        if unknown:
-            raise TypeError(f"unknown search parameter(s): {sorted(unknown)}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        decompressed ones). ``params`` tune the plaid stages: ``effort`` scales them all (1:
+        the adaptive defaults; 2: more recall, ~2x the time), nprobe / candidates / ndocs /
+        rescore set single ones (see params.py). Batches are faster per query than single
+        queries."""
+        params = check_search_params(params)
+        results = self.search_rows(self._queries(queries), k, **params)
+        return [[Hit(self.ids.id_at(int(r)), float(s)) for r, s in zip(rows, scores)]
+                for rows, scores in results]
+
+    def _queries(self, queries: Any) -> torch.Tensor:
         q = torch.as_tensor(np.asarray(queries) if not torch.is_tensor(queries) else queries)
         dim = self.manifest["dims"]["dim"]
         if q.dim() != 3 or q.shape[-1] != dim:
             raise ValueError(f"queries must have shape (Q, tokens, {dim}), got {tuple(q.shape)}")
-        q = q.float()
+        return q.float()
+
+    def search_rows(self, queries: torch.Tensor, k: int, **params: Any
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(rows, scores) per query for float32 queries: ``search`` without the ids."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
         deleted = torch.from_numpy(self.deleted) if self.deleted.any() else None
-        results = self.engine.search(q, k, deleted, **params)
-        return [[Hit(self.ids.id_at(int(r)), float(s)) for r, s in zip(rows, scores)]
-                for rows, scores in results]
+        return self.engine.search(queries, k, deleted, **params)
 
     # -- changes ----------------------------------------------------------------------------------
     def add(self, doc_ids: Sequence[Any], embeddings: Any,
@@ -360,6 +402,14 @@ class MultiVectorIndex:
         """Commit ``add`` / ``remove`` changes (new files first, the manifest last)."""
         if not self._dirty:
             return
+        obsolete = self.stage_save()
+        write_manifest(self.path, self.manifest)
+        self.finish_save(obsolete)
+
+    def stage_save(self) -> list[str]:
+        """Write the files a save needs (the tombstones) and update the manifest in memory; the
+        caller commits the manifest, then calls :meth:`finish_save` with the returned names
+        (files the committed manifest no longer lists)."""
         manifest = self.manifest
         old_deleted = manifest.get("deleted_file")
         if self.deleted.any():
@@ -369,14 +419,22 @@ class MultiVectorIndex:
             manifest["deleted_file"] = name
         else:
             manifest["deleted_file"] = None
+        obsolete = []
         if old_deleted and old_deleted != manifest["deleted_file"]:
             manifest["files"].pop(old_deleted, None)
+            obsolete.append(old_deleted)
         manifest["counts"].update({"rows": self.num_rows, "live": len(self)})
         manifest["updated"] = _now()
-        write_manifest(self.path, manifest)
-        if old_deleted and old_deleted != manifest["deleted_file"]:
-            (self.data_path / old_deleted).unlink(missing_ok=True)
+        return obsolete
+
+    def finish_save(self, obsolete: list[str]) -> None:
+        for name in obsolete:
+            (self.data_path / name).unlink(missing_ok=True)
         self._dirty = False
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
 
     def resident_bytes(self) -> dict[str, int]:
         """Bytes of the arrays a search reads for every query or every candidate (everything but

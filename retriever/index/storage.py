@@ -4,6 +4,9 @@
                                  digest of every data file; sealed with the digest of itself
     INDEX/data-<id>/*.npy        the arrays (memory-mapped at load); nothing is pickled
 
+A sharded index (``kind`` "sharded", see sharded.py) is a folder whose manifest embeds the
+sealed manifests of its parts, each a normal index folder under ``INDEX/parts-<id>/``.
+
 The manifest is written last, atomically: it is the commit point. A build that replaces an index
 writes a new ``data-<id>`` folder beside the old one and swaps the manifest, so the old index
 stays complete and searchable until the new one is, and a killed build leaves it untouched.
@@ -28,16 +31,32 @@ from tqdm.auto import tqdm
 from ..fileio import DIGEST, CorruptFileError, atomic_write_json, check_seal, file_digest, seal
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "MANIFEST", "IndexFormatError", "file_entry", "write_npy",
-    "NpyWriter", "load_npy", "read_manifest", "write_manifest", "verify_files", "IdStore",
-    "VERIFY_LEVELS", "check_data_name",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "KIND_SHARDED",
+    "KIND_SINGLE",
+    "MANIFEST",
+    "VERIFY_LEVELS",
+    "IdStore",
+    "IndexFormatError",
+    "NpyWriter",
+    "check_data_name",
+    "check_manifest",
+    "check_part_path",
+    "file_entry",
+    "load_npy",
+    "read_manifest",
+    "verify_files",
+    "write_manifest",
+    "write_npy",
 ]
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "rag-vqa/multivector-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: exact indexes record max_norm, plaid their centroids_digest; sharding
 MANIFEST = "manifest.json"
+KIND_SINGLE, KIND_SHARDED = "single", "sharded"
 VERIFY_LEVELS = ("full", "size", "none")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # key -> type of every manifest field code reads; a manifest lacking one is refused by name
@@ -46,6 +65,10 @@ _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "segments": list, "files": dict, "metadata": dict, "created": str, "updated": str,
 }
 _NESTED = {"dims": ("tokens", "dim"), "counts": ("rows", "live", "trained_rows")}
+_SHARDED_SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "method": str, "data": str, "dims": dict, "id_kind": str, "params": dict, "counts": dict,
+    "parts": list, "metadata": dict, "created": str, "updated": str,
+}
 
 
 class IndexFormatError(ValueError):
@@ -111,8 +134,9 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(folder / MANIFEST, seal(manifest), sort_keys=True)
 
 
-def _check_schema(manifest: dict[str, Any], path: Path) -> None:
-    for key, kind in _SCHEMA.items():
+def _check_fields(manifest: dict[str, Any], path: Any,
+                  schema: dict[str, type | tuple[type, ...]]) -> None:
+    for key, kind in schema.items():
         if not isinstance(manifest.get(key), kind):
             problem = "is missing" if key not in manifest else \
                 f"should be a {kind.__name__}, not {type(manifest[key]).__name__}"
@@ -124,6 +148,19 @@ def _check_schema(manifest: dict[str, Any], path: Path) -> None:
                 raise IndexFormatError(f"{path}: field {key}.{name} should be a count, got "
                                        f"{value!r}")
     check_data_name(manifest["data"], f"{path}: data folder")
+
+
+def _check_schema(manifest: dict[str, Any], path: Any) -> None:
+    if manifest.get("kind", KIND_SINGLE) == KIND_SHARDED:
+        _check_fields(manifest, path, _SHARDED_SCHEMA)
+        for i, part in enumerate(manifest["parts"]):
+            if not isinstance(part, dict) or not isinstance(part.get("manifest"), dict):
+                raise IndexFormatError(f"{path}: part {i} has no manifest")
+            check_part_path(part.get("path"), f"{path}: part {i}")
+        return
+    if manifest.get("kind", KIND_SINGLE) != KIND_SINGLE:
+        raise IndexFormatError(f"{path}: unknown index kind {manifest.get('kind')!r}")
+    _check_fields(manifest, path, _SCHEMA)
     for name, entry in manifest["files"].items():
         check_data_name(name, f"{path}: file")
         if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int) or \
@@ -134,16 +171,19 @@ def _check_schema(manifest: dict[str, Any], path: Path) -> None:
             raise IndexFormatError(f"{path}: segment {i} has no row count")
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of an index folder, checked: ours, a version we read, sealed, complete."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise IndexFormatError(f"{folder} is not an index: no {MANIFEST} (an interrupted build "
-                               "leaves none; build it again)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise IndexFormatError(f"{path} is not valid JSON (corrupt?): {exc}") from exc
+def check_part_path(path: Any, what: str) -> str:
+    """A part of a sharded index lives inside it: a relative path of plain names."""
+    if not isinstance(path, str) or not path or path.startswith("/"):
+        raise IndexFormatError(f"{what}: path {path!r} is not relative to the index")
+    for piece in path.split("/"):
+        check_data_name(piece, f"{what}: path component")
+    return path
+
+
+def check_manifest(manifest: Any, path: Any, folder: Any = None) -> dict[str, Any]:
+    """A manifest read from ``path`` (or embedded in a sharded one): ours, a version we read,
+    sealed, complete. ``folder`` names the index in the rebuild advice."""
+    folder = path if folder is None else folder
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise IndexFormatError(f"{path} is not a {FORMAT} manifest (format={found!r})")
@@ -152,9 +192,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         older = isinstance(version, int) and version < FORMAT_VERSION
         raise IndexFormatError(
             f"{folder} uses index format version {version!r}; this rag-vqa reads version "
-            f"{FORMAT_VERSION}" + (" (older indexes carry no digests of their manifest)"
-                                   if older else "") + ". Rebuild it: rag-vqa index build KB "
-            f"--retriever ID --out {folder} --overwrite")
+            f"{FORMAT_VERSION}" + (" (older indexes lack what this version checks and "
+                                   "searches with)" if older else "") + ". Rebuild it: "
+            f"rag-vqa index build KB --retriever ID --out {folder} --overwrite")
     try:
         check_seal(manifest, path)
     except CorruptFileError as exc:
@@ -162,6 +202,20 @@ def read_manifest(folder: Path) -> dict[str, Any]:
                                f"{MANIFEST}.") from exc
     _check_schema(manifest, path)
     return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of an index folder, checked: ours, a version we read, sealed, complete."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise IndexFormatError(f"{folder} is not an index: no {MANIFEST} (an interrupted build "
+                               "leaves none; build it again)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise IndexFormatError(f"{path} is not valid JSON (corrupt?): {exc}") from exc
+    return check_manifest(manifest, path, folder)
 
 
 def verify_files(folder: Path, files: dict[str, dict[str, Any]], level: str = "full",
@@ -265,6 +319,12 @@ class IdStore:
         except UnicodeDecodeError as exc:
             raise IndexFormatError(f"a document id of this index is not valid UTF-8 (corrupt "
                                    f"id data): {exc}") from exc
+
+    def int_ids(self) -> np.ndarray:
+        """Every id by row (an index of int ids)."""
+        if self.kind != "int":
+            raise TypeError("this index stores str ids")
+        return np.concatenate([seg for seg, _ in self._segments] or [np.empty(0, np.int64)])
 
     def id_at(self, row: int) -> Any:
         s = int(np.searchsorted(self._bases, row, side="right")) - 1

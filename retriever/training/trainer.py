@@ -75,6 +75,11 @@ class ReTTrainer:
         from accelerate.utils import set_seed
 
         self.config = config
+        if config.warmup_steps >= config.max_steps:
+            logger.warning("warm-up (%d steps) is not shorter than max_steps (%d): the learning "
+                           "rate never reaches its peak nor decays; lower --warmup-steps (e.g. "
+                           "to %d)", config.warmup_steps, config.max_steps,
+                           max(0, config.max_steps // 10))
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
         # dropout in the cells draws from these generators: seed them so runs repeat exactly
         set_seed(config.seed, device_specific=True)
@@ -294,7 +299,8 @@ class ReTTrainer:
             self.step += 1
             loss_value = total
             bar.update(1)
-            bar.set_postfix(loss=f"{total:.4f}", refresh=False)
+            bar.set_postfix(loss=f"{total:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
+                            refresh=False)
             if self.step % config.log_every == 0 or self.step == config.max_steps:
                 self.metrics.log(self.step, {"loss": total, "batch_accuracy": accuracy,
                                              "lr": self.scheduler.get_last_lr()[0],

@@ -169,3 +169,17 @@ def test_quantisation_without_bitsandbytes_says_how_to_get_it():
         pass
     with pytest.raises(GeneratorLoadError, match="bitsandbytes"):
         build_generator({"model": "x", "quantization": "4bit"})
+
+
+def test_completion_style_prompts_skip_the_chat_template_and_end_at_the_answer():
+    """prompt.use_chat_template = false: plain text ending where the answer starts (small
+    models copy worked examples in this form better than in chat turns)."""
+    plain = build_tiny_generator("causal-lm", seed=0, max_new_tokens=4,
+                                 prompt={"use_chat_template": False, "max_passages": 1})
+    stream = plain.stream("When was it completed?", None, PASSAGES)
+    assert stream.passage_ids == ["eiffel"]  # known before the first token
+    for _ in stream:
+        pass
+    prompt = stream.result.prompt
+    assert prompt.endswith("Short answer:") and "<|user|>" not in prompt
+    assert "[2]" not in prompt and stream.result.passage_ids == ["eiffel"]

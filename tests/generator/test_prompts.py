@@ -99,3 +99,41 @@ def test_passage_inputs_are_coerced():
     assert [p.passage_id for p in out] == ["k1", "x", None]
     assert [p.text for p in out] == ["body", "d", "s"]
     assert isinstance(build().build("q?", out, False), BuiltPrompt)
+
+
+def test_a_title_the_text_already_starts_with_is_shown_once():
+    prefixed = ContextPassage("Golden Gate Bridge - History: Golden Gate Bridge opened in 1937.",
+                              "Golden Gate Bridge", "g")
+    plain = ContextPassage("It opened in 1937.", "Golden Gate Bridge", "h")
+    text = build().build("When?", [prefixed, plain], False).text
+    assert "[1] Golden Gate Bridge - History: Golden Gate Bridge opened" in text
+    assert "Golden Gate Bridge: Golden Gate Bridge" not in text
+    assert "[2] Golden Gate Bridge: It opened in 1937." in text
+    colon = ContextPassage("eiffel tower: a wrought-iron tower", "Eiffel Tower")
+    assert "[1] eiffel tower: a wrought-iron" in build().build("q?", [colon], False).text
+    other = ContextPassage("Towers of the world", "Tower")
+    assert "[1] Tower: Towers of the world" in build().build("q?", [other], False).text
+
+
+def test_worked_examples_come_first_in_the_same_layout_and_are_never_cut():
+    example = {"passages": [{"title": "Kenya", "text": "Its capital is Nairobi."}],
+               "question": "What is the capital?", "answer": "Nairobi"}
+    built = build(examples=[example]).build("Which city?", [passage(1)], False)
+    text = built.text
+    shot = "Passages:\n[1] Kenya: Its capital is Nairobi.\n\nQuestion: What is the capital?\n" \
+           "Short answer: Nairobi"
+    assert shot in text and text.index(shot) < text.index("[1] Title1")
+    assert text.rstrip().endswith("Question: Which city?\nShort answer: ASSISTANT:")
+    assert built.passage_ids == ["p1"]
+    tight = build(limit=60, examples=[example] * 3)  # examples + question alone fill the budget
+    assert "Nairobi" in tight.build("q?", [passage(1)], False).text
+    with pytest.raises(ValueError, match=r"prompt.examples\[0\]"):
+        PromptConfig(examples=[{"question": "q?"}])
+
+
+def test_max_passages_keeps_the_top_ranks():
+    built = build(max_passages=2).build("q?", [passage(i) for i in range(1, 5)], False)
+    assert built.passage_ids == ["p1", "p2"] and built.dropped == 2
+    assert "[3]" not in built.text
+    with pytest.raises(ValueError, match="max_passages"):
+        PromptConfig(max_passages=0)

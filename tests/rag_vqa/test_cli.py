@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -142,18 +143,64 @@ def test_ask_errors_are_clear(tmp_path):
     assert "Traceback" not in no_index.stderr + missing.stderr + config.stderr
 
 
-def test_quickstart_runs_end_to_end(tmp_path):
-    result = run("quickstart", "--json", env={"XDG_CACHE_HOME": str(tmp_path),
-                                               "HF_HUB_CACHE": str(tmp_path / "hub")})
+def test_quickstart_runs_end_to_end_with_the_tiny_models(tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    result = run("quickstart", "--profile", "tiny", "--json", env=env)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["profile"] == "tiny" and "not downloaded" in report["note"]
+    assert report["profile"] == "tiny" and "UNTRAINED" in report["note"]
+    assert "trained on" not in report["note"]  # never a trained-model claim for tiny models
     assert len(report["answers"]) == 6
     assert all(len(a["evidence"]) == 3 and a["error"] is None for a in report["answers"])
     assert (tmp_path / "rag-vqa" / "quickstart" / "kb" / "manifest.json").is_file()
-    again = run("quickstart", env={"XDG_CACHE_HOME": str(tmp_path),
-                                   "HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert report["kb"] == str(tmp_path / "rag-vqa" / "quickstart" / "kb")
+    assert (Path(report["index"]) / "manifest.json").is_file()
+    again = run("quickstart", "--profile", "tiny", env=env)
     assert again.returncode == 0 and "meaningless" in again.stdout
+    assert f"knowledge base: {report['kb']}" in again.stdout
+
+
+SAMPLE_NOTE = "ReT trained on the 30-flag sample; SmolLM2-135M (text only); not the released ReT"
+
+
+@pytest.mark.slow
+def test_quickstart_answers_offline_with_the_sample_profile(tmp_path):
+    """What a newcomer without hub access gets from `make quickstart`: the `sample` profile,
+    the right passage first for at least 4 of the 6 questions (the issue asks 5: see the xfail in
+    tests/rag_vqa/test_sample_model.py) and at least 4 right answers
+    under the official E-VQA exact match."""
+    from rag_vqa.quickstart import answer_is_right
+
+    env = {"XDG_CACHE_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    result = run("quickstart", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["profile"] == "sample" and "not downloaded" in report["reason"]
+    assert report["note"] == SAMPLE_NOTE and "UNTRAINED" not in result.stdout
+    # the issue's target is 5 of 6 passages first; the shipped retriever gets 4 (tracked by the
+    # xfail in tests/rag_vqa/test_sample_model.py)
+    assert report["retrieval_hits"] >= 4 and report["answer_hits"] >= 4, report
+    for answer in report["answers"]:
+        assert answer["note"] == SAMPLE_NOTE and answer["error"] is None
+        assert answer["correct"] == answer_is_right(answer["answer"], answer["expected"])
+        assert answer["used_passages"] == [answer["evidence"][0]["passage_id"]]
+    text = run("quickstart", env=env)
+    assert text.returncode == 0 and f"answered by: {SAMPLE_NOTE}" in text.stdout
+    assert "knowledge base: " in text.stdout and "index: " in text.stdout
+
+
+def test_auto_picks_default_when_downloaded_else_the_sample(monkeypatch):
+    from rag_vqa import quickstart
+
+    monkeypatch.setattr(quickstart, "_cached", lambda name: True)
+    assert quickstart.choose_profile("auto") == ("default", "")
+    monkeypatch.setattr(quickstart, "_cached", lambda name: False)
+    profile, reason = quickstart.choose_profile("auto")
+    assert profile == "sample" and "not downloaded" in reason
+    monkeypatch.setattr(quickstart, "sample_available", lambda: "SmolLM2 is not installed")
+    profile, reason = quickstart.choose_profile("auto")
+    assert profile == "tiny" and "UNTRAINED" in reason and "SmolLM2" in reason
+    assert quickstart.choose_profile("small") == ("small", "")
 
 
 def test_demo_help():

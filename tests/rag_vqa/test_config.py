@@ -20,7 +20,8 @@ def test_toml_file(tmp_path):
     path.write_text('profile = "tiny"\nk = 7\n[index]\npath = "ix"\nsearch = {nprobe = 4}\n'
                     '[generator.prompt]\ninstruction = "Be brief."\n')
     config = load_config(path)
-    assert config.k == 7 and config.index.path == "ix" and config.index.search == {"nprobe": 4}
+    assert config.k == 7 and config.index.search == {"nprobe": 4}
+    assert config.index.path == str(tmp_path / "ix")  # relative to the file's folder
     assert config.generator.prompt.instruction == "Be brief."
     assert load_config(path, k=2).k == 2
 

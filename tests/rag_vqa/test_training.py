@@ -106,6 +106,19 @@ def test_training_from_a_kb_writes_a_loadable_model(tmp_path, task):
     saved = ReTRetriever.from_pretrained(f"{result.checkpoint}/model")
     assert all(torch.equal(v, saved.state_dict()[k]) for k, v in model.state_dict().items())
     assert json.loads((tmp_path / "run" / "job.json").read_text())["passages"] == str(kb)
+    record = json.loads((final / "training.json").read_text())
+    assert record["steps"] == 3 and record["validation"] == result.validation
+    assert record["data"]["passages"]["digest"].startswith("xxh3_128:")
+    assert record["data"]["queries"]["digest"].startswith("xxh3_128:")
+    # shared as a model repository (a local folder stands in for the hub), with its card
+    model.push_to_hub("lab/ret-sample", hub_dir=tmp_path / "hub")
+    repo = tmp_path / "hub" / "models" / "lab" / "ret-sample"
+    card = (repo / "README.md").read_text()
+    assert "3 steps" in card and f"`{paths['train']}`" in card
+    assert f"| recall@1 | {result.validation['recall@1']:.4f} |" in card
+    assert (repo / "training.json").is_file()
+    pulled = ReTRetriever.from_pretrained(repo)
+    assert pulled.weights_fingerprint() == model.weights_fingerprint()
     with pytest.raises(FileExistsError, match="already holds a training run"):
         run_training(job)
 

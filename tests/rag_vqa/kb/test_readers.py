@@ -88,6 +88,8 @@ def test_m2kr_parquet_jsonl_and_shard_folder(tmp_path):
         assert (passage.text, passage.title, passage.language) == \
             (row["passage_content"], row["title"], "en")
         assert passage.extra == {"source_name": "infoseek"}
+        # the title is the article (entity recall), the passage id where there is none
+        assert passage.article_id == (row["title"] or row["passage_id"])
     records = list(iter_records("m2kr", folder))
     assert [r.index for r in records] == list(range(30))
     assert records[12].location == "row 3" and records[12].path.endswith("train-00001.parquet")

@@ -169,3 +169,15 @@ def test_cached_features_train_like_the_full_forward_with_hard_negatives(tmp_pat
         if cached:
             assert 0 < len(trainer.cache) <= len(train_hn) + 64
     assert losses[0] == pytest.approx(losses[1], abs=1e-4)
+
+
+def test_a_warm_up_longer_than_the_run_is_warned_about(tmp_path, task, caplog):
+    train, passages, _, _ = task
+    with caplog.at_level("WARNING", logger="retriever.training.trainer"):
+        ReTTrainer(build_tiny_retriever(), config(tmp_path, max_steps=20, warmup_steps=50),
+                   train, passages)
+    assert "warm-up (50 steps) is not shorter than max_steps (20)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="retriever.training.trainer"):
+        ReTTrainer(build_tiny_retriever(), config(tmp_path / "b"), train, passages)
+    assert "warm-up" not in caplog.text

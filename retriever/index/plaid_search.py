@@ -1,0 +1,284 @@
+"""Plaid search, stage by stage, for a group of queries at a time.
+
+  1. S = Q . C^T: every query token against every centroid (bfloat16 where native).
+  2. Candidates: each query token's ``nprobe`` best centroids; a document gains, for every
+     probed centroid it holds, that centroid's score above the token's first unprobed one
+     (doc-level posting lists; the gains of the tokens that probed a centroid are summed per
+     centroid first). The ~``candidates`` best, picked by a threshold estimated on a sample.
+  3. Centroid interaction, soft: sum_i log sum_j exp(beta S[i, code(d_j)]), a smooth
+     sum-of-max over each candidate's codes computed by one ``embedding_bag`` (a sum of table
+     rows, vectorised): about 50x cheaper than gathering and maximising, as good for
+     ranking. Top ``ndocs``.
+  4. Residual scoring: MaxSim on the decompressed vectors, as a batched matrix product on the
+     unpacked codes plus the centroid scores. Top ``rescore``.
+  5. Exact MaxSim on the float16 vectors (read by positional reads, see segments.py) when the
+     index keeps them, else on the decompressed ones; top ``k``.
+
+Queries are processed in groups so every stage is one call for the group (batched search
+amortises the fixed costs), with buffers reused from group to group: freshly allocated
+tensors of tens of MB cost more in page faults than the arithmetic on them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..scoring import maxsim_pairs
+from .params import plaid_defaults
+
+if TYPE_CHECKING:
+    from .plaid import PlaidEngine
+
+__all__ = ["BETA", "Workspace", "plaid_search"]
+
+BETA = 20.0              # sharpness of the soft maximum of stage 3 (scores are cosines)
+_GROUP_ELEMENTS = 1 << 23  # centroid scores per group of queries (32 MB of float32)
+
+
+class Workspace(threading.local):
+    """Buffers reused across searches, one set per thread."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32
+            ) -> torch.Tensor:
+        size = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != dtype:
+            buf = self.buffers[name] = torch.empty(max(size, 1), dtype=dtype)
+        return buf[:size].view(shape)
+
+
+def _unpack_into(packed: torch.Tensor, nbits: int, out: torch.Tensor) -> None:
+    """(n, bytes) codes -> (n, dim) uint8 levels in ``out``, dimensions in the order of
+    :func:`level_order` (each bit field of every byte in turn: no interleaving copy)."""
+    per = 8 // nbits
+    width = packed.shape[1]
+    if nbits == 8:
+        out.copy_(packed)
+        return
+    mask = (1 << nbits) - 1
+    for t in range(per):
+        shift = 8 - nbits * (t + 1)
+        field = out[:, t * width:(t + 1) * width]
+        if t == 0:
+            torch.bitwise_right_shift(packed, shift, out=field)
+        elif shift == 0:
+            torch.bitwise_and(packed, mask, out=field)
+        else:
+            torch.bitwise_right_shift(packed, shift, out=field)
+            field.bitwise_and_(mask)
+
+
+@lru_cache(maxsize=1)
+def _int8_matmul() -> bool:
+    """torch._int_mm (int8 x int8 -> int32, VNNI on x86) works here."""
+    try:
+        a = torch.ones((32, 16), dtype=torch.int8)
+        return bool(torch._int_mm(a, torch.ones((16, 8), dtype=torch.int8))[0, 0] == 16)
+    except (RuntimeError, AttributeError):
+        return False
+
+
+def _dot_levels(levels: torch.Tensor, weights: torch.Tensor, nbits: int, out: torch.Tensor
+                ) -> None:
+    """``out`` (g, m, L) = levels (g, m, D) uint8 . weights (g, L, D), approximately: on int8
+    (query weights rounded to 7 bits per token, error ~1e-3 of a score) where the CPU has int8
+    products, else in float32. Stage 4 only ranks; the final scores are exact."""
+    g, _, dim = levels.shape
+    if nbits < 8 and dim % 8 == 0 and weights.shape[1] % 8 == 0 and _int8_matmul():
+        scale = weights.abs().amax(dim=2, keepdim=True).clamp_min(1e-30) / 127
+        w8 = torch.round(weights / scale).to(torch.int8).transpose(1, 2).contiguous()
+        for i in range(g):
+            out[i].copy_(torch._int_mm(levels[i].view(torch.int8), w8[i]))
+        out.mul_(scale.transpose(1, 2))
+        return
+    torch.bmm(levels.float(), weights.transpose(1, 2), out=out)
+
+
+def level_order(dim: int, nbits: int) -> torch.Tensor:
+    """Dimension held by each column of :func:`_unpack_into`'s output."""
+    per = 8 // nbits
+    return torch.arange(dim).view(dim // per, per).T.reshape(-1)
+
+
+def _select(acc: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query, row) pairs of about the ``count`` best positive entries of each row of ``acc``:
+    a threshold from a strided sample (one pass instead of a top-k over millions)."""
+    g, n = acc.shape
+    if n <= 4 * count:
+        top = acc.topk(min(count, n), dim=1)
+        keep = top.values > 0
+        q = torch.arange(g).unsqueeze(1).expand(-1, top.indices.shape[1])
+        return q[keep], top.indices[keep]
+    stride = max(1, count // 256)
+    sample = acc[:, ::stride]
+    want = max(1, count // stride)
+    threshold = sample.topk(min(want, sample.shape[1]), dim=1).values[:, -1]
+    threshold = torch.clamp(threshold, min=torch.finfo(acc.dtype).tiny)
+    flat = torch.from_numpy(np.flatnonzero((acc >= threshold[:, None]).numpy()))  # 5x nonzero()
+    return flat // n, flat % n
+
+
+def _dense_topk(q: torch.Tensor, rows: torch.Tensor, scores: torch.Tensor, g: int,
+                count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per query, the ``count`` best of its (row, score) pairs (``q`` sorted): (g, c) rows and
+    scores, -inf where a query had fewer."""
+    counts = torch.bincount(q, minlength=g)
+    width = max(1, int(counts.max()) if len(q) else 1)
+    pos = torch.arange(len(q)) - (torch.cumsum(counts, 0) - counts)[q]
+    dense = torch.full((g, width), float("-inf"))
+    dense[q, pos] = scores
+    ids = torch.zeros((g, width), dtype=torch.int64)
+    ids[q, pos] = rows
+    top = dense.topk(min(count, width), dim=1)
+    return torch.gather(ids, 1, top.indices), top.values
+
+
+def _candidates(engine: PlaidEngine, ws: Workspace, top_values: torch.Tensor,
+                top_ids: torch.Tensor, g: int, tokens: int, nprobe: int, count: int,
+                deleted: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 2 for a group: (query, row) pairs of the candidates."""
+    k = engine.num_centroids
+    n = len(engine.segments)
+    probe = min(nprobe, top_ids.shape[1])
+    fallback = top_values[:, probe] if top_values.shape[1] > probe else torch.zeros(len(top_ids))
+    gains = (top_values[:, :probe] - fallback[:, None]).reshape(-1)
+    owner = (torch.arange(g * tokens) // tokens).repeat_interleave(probe)
+    keys, inverse = torch.unique(owner * k + top_ids[:, :probe].reshape(-1), return_inverse=True)
+    weights = torch.zeros(len(keys)).index_add_(0, inverse, gains)
+    query_of, centroid = (keys // k).numpy(), (keys % k).numpy()
+    acc = ws.get("acc", (g, n))
+    acc.zero_()
+    flat = acc.view(-1)
+    weights_np = weights.numpy()
+    for (offsets, docs), base in zip(engine.postings, engine.segments.bases):
+        starts, stops = offsets[centroid], offsets[centroid + 1]
+        lengths = stops - starts
+        if not lengths.sum():
+            continue
+        rows = np.concatenate([docs[a:b] for a, b in zip(starts.tolist(), stops.tolist())])
+        target = torch.from_numpy(rows).to(torch.int64)
+        target += torch.from_numpy(np.repeat(query_of * n + base, lengths))
+        flat.index_add_(0, target, torch.from_numpy(np.repeat(weights_np, lengths)))
+    if deleted is not None:
+        acc.masked_fill_(deleted[None, :], float("-inf"))
+    return _select(acc, count)
+
+
+def _codes(engine: PlaidEngine, rows: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(engine.segments.take("codes", rows)).to(torch.int64)
+
+
+def _soft_interaction(engine: PlaidEngine, table: torch.Tensor, q: torch.Tensor,
+                      rows: torch.Tensor, g: int, count: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 3: soft centroid interaction of every candidate; (g, count) best rows."""
+    codes = _codes(engine, rows.numpy())
+    codes.mul_(g).add_(q[:, None])
+    scores = F.embedding_bag(codes, table, mode="sum").float().log_().sum(dim=1)
+    return _dense_topk(q, rows, scores, g, count)
+
+
+def _residual_scores(engine: PlaidEngine, ws: Workspace, queries: torch.Tensor,
+                     centroid_t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Stage 4: (g, r) approximate MaxSim of each query with its rows (-1: none)."""
+    g, r = rows.shape
+    valid = rows >= 0
+    flat = torch.where(valid, rows, 0).reshape(-1).numpy()
+    codes = _codes(engine, flat)
+    packed = torch.from_numpy(engine.segments.take("residuals", flat))
+    n, tokens = codes.shape
+    codec = engine.codec
+    levels = ws.get("levels", (n * tokens, codec.dim), torch.uint8)
+    _unpack_into(packed.view(n * tokens, -1), codec.nbits, levels)
+    offsets, weights = codec.query_terms(queries)                     # (g, L), (g, L, D)
+    order = level_order(codec.dim, codec.nbits)
+    total = ws.get("residual_sims", (g, r * tokens, queries.shape[1]))
+    _dot_levels(levels.view(g, r * tokens, -1), weights[:, :, order], codec.nbits, total)
+    base = ws.get("centroid_rows", (n * tokens, queries.shape[1]))
+    index = codes.view(g, -1).mul_(g).add_(torch.arange(g)[:, None]).view(-1)
+    torch.index_select(centroid_t, 0, index, out=base)
+    base = base.view(g, r * tokens, -1)
+    base += total
+    base += offsets[:, None, :]
+    out = base.view(g, r, tokens, -1).amax(dim=2).sum(dim=-1)
+    return out.masked_fill_(~valid, float("-inf"))
+
+
+def _exact_scores(engine: PlaidEngine, queries: torch.Tensor, rows: torch.Tensor
+                  ) -> torch.Tensor:
+    """Stage 5: (g, r) float32 MaxSim on the stored vectors (-1 rows: -inf)."""
+    g, r = rows.shape
+    valid = rows >= 0
+    flat = torch.where(valid, rows, 0).reshape(-1)
+    if engine.segments.has("embeddings"):
+        docs = torch.from_numpy(engine.segments.take("embeddings", flat.numpy(), pread=True)
+                                ).float()
+    else:
+        docs = engine.decompress(flat)
+    out = maxsim_pairs(queries, docs.view(g, r, *docs.shape[1:]))
+    return out.masked_fill_(~valid, float("-inf"))
+
+
+def _finish(rows: torch.Tensor, scores: torch.Tensor, keep: int) -> tuple[torch.Tensor,
+                                                                           torch.Tensor]:
+    top = scores.topk(min(keep, scores.shape[1]), dim=1)
+    picked = torch.gather(rows, 1, top.indices)
+    return torch.where(torch.isfinite(top.values), picked, -1), top.values
+
+
+def plaid_search(engine: PlaidEngine, queries: torch.Tensor, k: int,
+                 deleted: torch.Tensor | None, params: dict[str, Any]
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Top-``k`` (rows, exact scores) per query of a (Q, L, D) float32 batch."""
+    n_docs, n_cent = len(engine.segments), engine.num_centroids
+    stages = plaid_defaults(n_docs, n_cent, params.get("effort", 1.0))
+    stages.update({key: params[key] for key in stages if params.get(key)})
+    candidates = max(stages["candidates"], k)
+    ndocs = max(min(stages["ndocs"], candidates), k)
+    rescore = max(min(stages["rescore"], ndocs), k)
+    dtype = params.get("compute_dtype") or engine.compute_dtype
+    centroids = engine.centroids_in(dtype)
+    ws = engine.workspace
+    nq, tokens, dim = queries.shape
+    group = int(max(1, min(16, _GROUP_ELEMENTS // max(1, n_cent * tokens))))
+    probe = min(stages["nprobe"], n_cent)
+    results: list[tuple[np.ndarray, np.ndarray]] = []
+    for start in range(0, nq, group):
+        q = queries[start:start + group]
+        g = q.shape[0]
+        # (K, g*L): this orientation multiplies 3x faster than Q . C^T and is the layout the
+        # tables of stages 3 and 4 need (rows indexed by centroid)
+        scores_t = centroids @ q.reshape(-1, dim).to(dtype).T
+        top = scores_t.T.topk(min(probe + 1, n_cent), dim=1)
+        top_values = top.values.float()
+        centroid_t = ws.get("centroid_t", (n_cent, g * tokens))
+        centroid_t.copy_(scores_t)
+        table = ws.get("table", (n_cent, g * tokens))  # float32: bfloat16 arithmetic is slow
+        torch.sub(centroid_t, top_values[:, 0], out=table)
+        table.mul_(BETA).exp_()
+        q_idx, rows = _candidates(engine, ws, top_values, top.indices, g, tokens, probe,
+                                  candidates, deleted)
+        if len(rows) == 0:
+            results += [(np.empty(0, np.int64), np.empty(0, np.float32))] * g
+            continue
+        rows, ci = _soft_interaction(engine, table.view(n_cent * g, tokens), q_idx, rows, g,
+                                     ndocs)
+        rows = torch.where(torch.isfinite(ci), rows, -1)
+        approx = _residual_scores(engine, ws, q, centroid_t.view(n_cent * g, tokens), rows)
+        rows, _ = _finish(rows, approx, rescore)
+        final = _exact_scores(engine, q, rows)
+        rows, values = _finish(rows, final, k)
+        for r, v in zip(rows, values):
+            keep = r >= 0
+            results.append((r[keep].numpy(), v[keep].numpy()))
+    return results
