@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -37,3 +40,39 @@ def clustered_embeddings(n_docs: int, n_queries: int, seed: int = 0, tokens: int
     queries = unit(docs[targets][:, rng.permutation(tokens)]
                    + 0.5 * rng.standard_normal((n_queries, tokens, dim)) / np.sqrt(dim))
     return docs.astype(np.float16), queries.astype(np.float32), targets
+
+
+KB_WORDS = ["the", "bridge", "tower", "river", "museum", "painting", "bird", "flower", "city",
+            "king", "island", "lake"]
+
+
+def ret_jsonl_kb(folder: Path, n: int, *, seed: int = 0, image_every: int = 4,
+                 words: tuple[int, int] = (3, 40), blank_every: int = 9,
+                 image_size: tuple[int, int, int] = (30, 7, 24)) -> tuple[Path, Path]:
+    """A ReT-JSONL knowledge base of ``n`` passages imported into ``folder/kb``: one in
+    ``image_every`` with an image, as many with a missing one, one with a broken image, one in
+    ``blank_every`` without text. Returns (kb folder, image root)."""
+    from rag_vqa.kb import import_kb
+
+    rng = np.random.default_rng(seed)
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    base, spread, height = image_size
+    lines = []
+    for i in range(n):
+        image = None
+        if i % image_every == 0:
+            random_image(i, size=(base + i % spread, height)).save(images / f"p{i}.png")
+            image = f"p{i}.png"
+        elif i % image_every == 1:
+            image = f"missing/p{i}.jpg"
+        text = " ".join(rng.choice(KB_WORDS, size=int(rng.integers(*words))))
+        lines.append({"passage_id": f"P{i}", "passage_text": text if i % blank_every else "",
+                      "passage_image_path": image})
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    lines.append({"passage_id": "P-broken", "passage_text": "a passage with a broken image",
+                  "passage_image_path": "broken.jpg"})
+    source = folder / "kb.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    import_kb("ret-jsonl", source, folder / "kb", images, progress=False)
+    return folder / "kb", images

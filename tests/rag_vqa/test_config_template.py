@@ -40,8 +40,9 @@ def test_every_option_is_documented_and_present():
         sorted(set(names) - set(COMMENTS))
     text = config_template("default")
     for name in names:
-        key = name.rsplit(".", 1)[-1]
-        assert re.search(rf"^(# )?{key} = ", text, re.M) or name == "generator.prompt.examples", name
+        if name == "generator.prompt.examples":  # a list of tables: documented, no one-liner
+            continue
+        assert re.search(rf"^(# )?{name.rsplit('.', 1)[-1]} = ", text, re.M), name
 
 
 def test_uncommenting_every_option_still_loads_with_the_shown_values(tmp_path):

@@ -1,41 +1,14 @@
 """Helpers of the scale-out tests (and bench/scale_out.py): generated knowledge bases, and
 killing a worker of a Ray Data pool."""
 
-import json
-
-import numpy as np
-
-from rag_vqa.kb import import_kb
-from tests.helpers import random_image
-
-WORDS = ["the", "bridge", "tower", "river", "museum", "painting", "bird", "flower", "city",
-         "king", "island", "lake"]
+from tests.helpers import ret_jsonl_kb
 
 
 def generated_kb(folder, n, seed=0):
     """A ReT-JSONL knowledge base of ``n`` passages: one in eight with an image, some with
     a missing image, one with a broken one, some without text."""
-    rng = np.random.default_rng(seed)
-    images = folder / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(n):
-        image = None
-        if i % 8 == 0:
-            random_image(i, size=(24 + i % 5, 20)).save(images / f"p{i}.png")
-            image = f"p{i}.png"
-        elif i % 8 == 1:
-            image = f"missing/p{i}.jpg"
-        text = " ".join(rng.choice(WORDS, size=int(rng.integers(2, 24))))
-        lines.append({"passage_id": f"P{i}", "passage_text": text if i % 13 else "",
-                      "passage_image_path": image})
-    (images / "broken.jpg").write_bytes(b"not a jpeg")
-    lines.append({"passage_id": "P-broken", "passage_text": "a passage with a broken image",
-                  "passage_image_path": "broken.jpg"})
-    source = folder / "kb.jsonl"
-    source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    import_kb("ret-jsonl", source, folder / "kb", images, progress=False)
-    return folder / "kb"
+    return ret_jsonl_kb(folder, n, seed=seed, image_every=8, words=(2, 24), blank_every=13,
+                        image_size=(24, 5, 20))[0]
 
 
 def kill_a_worker(class_name):

@@ -13,37 +13,14 @@ import torch
 
 from rag_vqa.indexing import build_index
 from rag_vqa.indexing.shards import PlanMismatch
-from rag_vqa.kb import PassageStore, import_kb
+from rag_vqa.kb import PassageStore
 from rag_vqa.loading import load_retriever
 from retriever.index import MultiVectorIndex
-from tests.helpers import random_image
-
-WORDS = "the bridge tower river museum painting bird flower city king island lake".split()
-
+from tests.helpers import ret_jsonl_kb
 
 def make_kb(tmp_path, n=40, seed=0):
     """A ReT-JSONL knowledge base: most passages with images, some missing, one broken."""
-    rng = np.random.default_rng(seed)
-    images = tmp_path / "images"
-    images.mkdir(exist_ok=True)
-    lines = []
-    for i in range(n):
-        image = None
-        if i % 4 == 0:
-            random_image(i, size=(30 + i % 7, 24)).save(images / f"p{i}.png")
-            image = f"p{i}.png"
-        elif i % 4 == 1:
-            image = f"missing/p{i}.jpg"
-        text = " ".join(rng.choice(WORDS, size=int(rng.integers(3, 40))))
-        lines.append({"passage_id": f"P{i}", "passage_text": text if i % 9 else "",
-                      "passage_image_path": image})
-    (images / "broken.jpg").write_bytes(b"not a jpeg")
-    lines.append({"passage_id": "P-broken", "passage_text": "a passage with a broken image",
-                  "passage_image_path": "broken.jpg"})
-    src = tmp_path / "kb.jsonl"
-    src.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    import_kb("ret-jsonl", src, tmp_path / "kb", images)
-    return tmp_path / "kb", images
+    return ret_jsonl_kb(tmp_path, n, seed=seed)
 
 
 @pytest.fixture(scope="module")
