@@ -150,7 +150,11 @@ def print_tables(args, rows: list[dict], gt: dict, targets, n_docs: int, exact_t
               f"{pos1 if pos1 is not None else float('nan'):6.3f} "
               f"{r['load_avg_search']:5.1f}")
     exact_pos1 = quality([list(e[:10]) for e in gt["ids"]], gt["ids"], targets)[1]
-    print(f"{'(exact top-10)':16} pos@1 {exact_pos1:.3f}")
+    print(f"{'(exact top-10)':16} pos@1 {exact_pos1:.3f} over all {len(gt['ids'])} queries")
+    for r in rows:
+        if "ranked" in r and len(r["ranked"]) < len(gt["ids"]):
+            print(f"({r['method']}: recall@10 and pos@1 over its {len(r['ranked'])} timed "
+                  "queries only)")
     if exact_time:
         print("\n" + exact_timing_line(args, exact_time))
     print("\nbytes per document by component (on disk; all but the float16 copy stay "
@@ -165,7 +169,8 @@ def print_tables(args, rows: list[dict], gt: dict, targets, n_docs: int, exact_t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="folder of docs_N{n}.npy, queries_N{n}.npy, targets_N{n}.npy")
+    parser.add_argument("--data",
+                        help="folder of docs_N{n}.npy, queries_N{n}.npy, targets_N{n}.npy")
     parser.add_argument("--n", type=int, help="collection size (with --data)")
     parser.add_argument("--docs")
     parser.add_argument("--queries")
