@@ -32,10 +32,11 @@ def _selective(selective: dict[str, Any], abstained: int) -> list[str]:
                    "by the official scorers); the table is over the answered ones."), ""]
     lines += [(f"Risk-coverage over {selective['questions']} answers, AURC "
                f"{selective['aurc']:.4f} (lower is better); see selective.png."), "",
-              "| coverage (%) | confidence >= | answered | selective accuracy (%) |",
-              "|---:|---:|---:|---:|"]
-    for row in selective["table"]:
-        lines.append(f"| {100 * row['coverage']:.1f} | {row['threshold']:.4f} | "
+              "| target coverage (%) | coverage (%) | confidence >= | answered | "
+              "selective accuracy (%) |", "|---:|---:|---:|---:|---:|"]
+    for row in selective["table"]:  # few questions: several targets share one threshold
+        lines.append(f"| {100 * row['target_coverage']:.0f} | {100 * row['coverage']:.1f} | "
+                     f"{row['threshold']:.4f} | "
                      f"{row['answered']} | {100 * row['accuracy']:.1f} |")
     return lines + [""]
 
