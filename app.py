@@ -6,13 +6,14 @@
 
 The handlers are plain functions over an injected pipeline, tested without a browser. The
 evidence is one list: each passage's thumbnail beside its rank, score, title, section, URL and
-full text, marked when the prompt held it. Only decoded image content leaves the server:
-evidence images are re-encoded as thumbnails in a private (0700) per-launch folder that also
-holds Gradio's uploads and cache (removed at exit), and an upload is readable only by the browser
-session that made it. The queue is bounded (one question at a time by default: the models are
-shared; a full queue says "busy, retry"), and every failure is an error message in the answer
-area with the evidence cleared. The profile menu lists only profiles that can load here, and the
-examples appear only over the bundled sample.
+full text, marked when the prompt held it and highlighted when the answer cites it (the
+answer's confidence is shown with it; one that abstains streams only the abstain text). Only
+decoded image content leaves the server: evidence images are re-encoded as thumbnails in a
+private (0700) per-launch folder that also holds Gradio's uploads and cache (removed at exit),
+and an upload is readable only by the browser session that made it. The queue is bounded (one
+question at a time by default: the models are shared; a full queue says "busy, retry"), and
+every failure is an error message in the answer area with the evidence cleared. The profile menu
+lists only profiles that can load here, and the examples appear only over the bundled sample.
 """
 
 # No `from __future__ import annotations`: Gradio finds the gr.Request parameter of a handler
@@ -30,14 +31,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from demo_server import (
+    SESSION_COOKIE,
+    UploadOwners,
+    create_server_app,
+    launch_folder,
+    serve,
+    stop_on_signals,
+)
 from rag_vqa import Evidence, RagVQA
 from rag_vqa.cli import USER_ERRORS
 from rag_vqa.cli_pipeline import add_demo_options, add_pipeline_options, pipeline_from_args
 from rag_vqa.config import PROFILES
 from rag_vqa.quickstart import profile_available, sample_pipeline, uses_sample_kb
 from rag_vqa.samples import question_image, sample_questions
-from demo_server import (SESSION_COOKIE, UploadOwners, create_server_app, launch_folder, serve,
-                         stop_on_signals)
 from retriever.fileio import atomic_write
 from retriever.images import ImageInput, ImageLoadError, load_image
 
@@ -177,14 +184,17 @@ def _safe_url(url: str | None) -> str | None:
     return url if url and urlsplit(url).scheme in ("http", "https") else None
 
 
+CITED_STYLE = "background:#f59e0b1f;box-shadow:inset 4px 0 #f59e0b;padding-left:10px"
+
+
 def evidence_html(evidence: Sequence[Evidence], thumbnails: Thumbnails,
-                  used: Sequence[str] = ()) -> str:
+                  used: Sequence[str] = (), cited: Sequence[str] = ()) -> str:
     """The evidence as one list: each passage's thumbnail beside its rank, score, title,
-    section, URL and whole text; the passages the prompt held are marked. Everything from the
-    knowledge base is escaped."""
+    section, URL and whole text; the passages the prompt held are marked, and those the answer
+    cites highlighted (as the CLI stars them). Everything from the knowledge base is escaped."""
     if not evidence:
         return ""
-    used_ids, rows = set(used), []
+    used_ids, cited_ids, rows = set(used), set(cited), []
     for ev in evidence:
         thumbnail = thumbnails.path_for(ev.image_path) if ev.image_path else None
         image = (f'<img src="{FILE_ROUTE}{quote(thumbnail)}" alt="" loading="lazy" style="width:'
@@ -198,6 +208,11 @@ def evidence_html(evidence: Sequence[Evidence], thumbnails: Thumbnails,
         if ev.passage_id in used_ids:
             head.append('<span class="in-prompt" style="background:#2563eb;color:#fff;'
                         'padding:0 6px;border-radius:8px">in the prompt</span>')
+        mark = highlight = ""
+        if ev.passage_id in cited_ids:
+            head.append('<span class="cited" style="background:#f59e0b;color:#000;'
+                        'padding:0 6px;border-radius:8px">cited</span>')
+            mark, highlight = 'data-cited="true" ', f";{CITED_STYLE}"
         url = _safe_url(ev.url)
         meta = html.escape(ev.passage_id)
         if url:
@@ -205,8 +220,8 @@ def evidence_html(evidence: Sequence[Evidence], thumbnails: Thumbnails,
                     f"{html.escape(url)}</a> · {meta}")
         rows.append(
             f'<div class="evidence-item" data-passage="{html.escape(ev.passage_id)}" '
-            'style="display:flex;gap:12px;align-items:flex-start;padding:8px 0;'
-            'border-bottom:1px solid #8883">'
+            f'{mark}style="display:flex;gap:12px;align-items:flex-start;padding:8px 0;'
+            f'border-bottom:1px solid #8883{highlight}">'
             f'{image}<div style="min-width:0">'
             f'<div style="display:flex;flex-wrap:wrap;gap:8px;align-items:center">'
             f'{"".join(head)}</div>'
@@ -217,13 +232,16 @@ def evidence_html(evidence: Sequence[Evidence], thumbnails: Thumbnails,
             "</div>" + "".join(rows) + "</div>")
 
 
-def _answer_markdown(text: str, note: str = "", done: bool = False, timings=None) -> str:
+def _answer_markdown(text: str, note: str = "", done: bool = False, timings=None,
+                     confidence: float | None = None, abstained: bool = False) -> str:
     lines = [f"**{text}**" if done and text else (text or "…")]
     if note:
         lines.append(f"\n> {note}")
     if done and timings:
+        extra = "" if confidence is None else f" · confidence {confidence:.3f}" + (
+            " (under the abstention threshold)" if abstained else "")
         lines.append(f"\n<sub>retrieval {1000 * (timings['encode_query'] + timings['search']):.0f}"
-                     f" ms · generation {1000 * timings['generate']:.0f} ms</sub>")
+                     f" ms · generation {1000 * timings['generate']:.0f} ms{extra}</sub>")
     return "\n".join(lines)
 
 
@@ -235,7 +253,8 @@ def error_update(message: str) -> Update:
 def ask_handler(pipeline: RagVQA, thumbnails: Thumbnails, image: ImageInput, question: Any,
                 k: Any = 5, max_new_tokens: Any = 32) -> Iterator[Update]:
     """Yields (answer markdown, evidence HTML): the evidence once, then only the growing answer
-    (evidence None: unchanged). Bad input raises :class:`InputError`."""
+    (evidence None: unchanged), and the evidence again at the end when the answer cites
+    passages, now highlighted. Bad input raises :class:`InputError`."""
     question, k, max_new_tokens = check_inputs(image, question, k, max_new_tokens)
     max_new_tokens = min(max_new_tokens, pipeline.config.generator.max_new_tokens)
     stream = pipeline.stream(image, question, k=k, max_new_tokens=max_new_tokens)
@@ -250,7 +269,10 @@ def ask_handler(pipeline: RagVQA, thumbnails: Thumbnails, image: ImageInput, que
     if result.error is not None:
         yield f"**Error:** the answer could not be generated: {result.error}", None
     else:
-        yield _answer_markdown(result.answer, note, done=True, timings=result.timings), None
+        cited = evidence_html(result.evidence, thumbnails, result.used_passages,
+                              result.citations) if result.citations else None
+        yield _answer_markdown(result.answer, note, done=True, timings=result.timings,
+                               confidence=result.confidence, abstained=result.abstained), cited
 
 
 def respond(steps: Callable[[], Iterator[Update]]) -> Iterator[Update]:

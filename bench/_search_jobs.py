@@ -18,6 +18,15 @@ import numpy as np
 
 
 def rss_mb() -> float:
+    """Peak RSS of this process's own memory image (VmHWM). Not ``ru_maxrss``: Linux carries it
+    across fork + exec, so a spawned job would report its parent's peak (the parent maps the
+    documents to hash them: 8 GB at 1M)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -56,7 +65,7 @@ def build_job(docs: str, out: str, params: dict, threads: int, engine: str | Non
                                    show_progress=False, **params)
     queue.put({"build_s": time.perf_counter() - start, "build_peak_rss_mb": rss_mb(),
                "load_avg_build": (load + load_average()) / 2,
-               "params": index.manifest["params"]})
+               "params": index.manifest["params"]})  # also the previous engine
 
 
 def index_facts(out: str) -> dict:

@@ -117,8 +117,9 @@ def main() -> None:
                           f"{r['docs_per_s']:.2f} docs/s", flush=True)
     print(f"\nencode_documents on {platform.processor() or platform.machine()}, "
           f"{args.threads} threads, CPU")
-    header = (f"{'config':6} {'dtype':8} {'params':>8} {'batch':>5} {'docs':>5} {'ours docs/s':>12} "
-              f"{'baseline docs/s':>16} {'speed-up':>8} {'peak RSS MB':>12} {'RSS after load':>15}")
+    header = (f"{'config':6} {'dtype':8} {'params':>8} {'batch':>5} {'docs':>5} "
+              f"{'ours docs/s':>12} {'baseline docs/s':>16} {'speed-up':>8} "
+              f"{'peak RSS MB':>12} {'RSS after load':>15}")
     print(header)
     print("-" * len(header))
     for r in (r for r in rows if r["mode"] == "ours"):
@@ -126,9 +127,9 @@ def main() -> None:
                      and b["batch"] == r["batch"] and b["dtype"] == r["dtype"]), None)
         base_rate = f"{base['docs_per_s']:16.2f}" if base else f"{'-':>16}"
         speedup = f"{r['docs_per_s'] / base['docs_per_s']:8.2f}" if base else f"{'-':>8}"
-        print(f"{r['config']:6} {r['dtype']:8} {r['params_m']:7.1f}M {r['batch']:5d} {r['docs']:5d} "
-              f"{r['docs_per_s']:12.2f} {base_rate} {speedup} {r['peak_rss_mb']:12.0f} "
-              f"{r['rss_after_load_mb']:15.0f}")
+        print(f"{r['config']:6} {r['dtype']:8} {r['params_m']:7.1f}M {r['batch']:5d} "
+              f"{r['docs']:5d} {r['docs_per_s']:12.2f} {base_rate} {speedup} "
+              f"{r['peak_rss_mb']:12.0f} {r['rss_after_load_mb']:15.0f}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

@@ -29,11 +29,13 @@ def _failed(question: EvalQuestion, reason: str) -> dict[str, Any]:
             "retrieved": [], "timings": {}}
 
 
-def _record(question: EvalQuestion, answer, evidence) -> dict[str, Any]:
+def _record(question: EvalQuestion, answer, evidence,
+            stages: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``answer`` None: a retrieval-only record, ``stages`` what its reranker saw."""
     retrieved = [{"passage_id": e.passage_id, "score": e.score} for e in evidence]
     if answer is None:
         return {"data_id": question.data_id, "prediction": None, "status": "ok", "error": None,
-                "retrieved": retrieved, "timings": {}}
+                "retrieved": retrieved, "timings": {}, **_stage_fields(stages or {})}
     return {"data_id": question.data_id, "prediction": answer.answer, "raw": answer.raw,
             "prompt": answer.prompt, "retrieved": retrieved,
             "used_passages": answer.used_passages, "timings": answer.timings,
@@ -44,14 +46,22 @@ def _record(question: EvalQuestion, answer, evidence) -> dict[str, Any]:
 def _rerank_fields(answer) -> dict[str, Any]:
     """Issue 15: the index's ranking and the reranked candidates (when a reranker ran), the
     answer's confidence, citations and abstention."""
-    out: dict[str, Any] = {"confidence": answer.confidence}
-    if answer.candidates:
-        out["first_stage"], out["reranked"] = answer.first_stage, answer.candidates
+    out: dict[str, Any] = {"confidence": answer.confidence,
+                           **_stage_fields({"first_stage": answer.first_stage,
+                                            "candidates": answer.candidates})}
     if answer.citations:
         out["citations"] = answer.citations
     if answer.abstained:
         out["abstained"] = True
     return out
+
+
+def _stage_fields(stages: dict[str, Any]) -> dict[str, Any]:
+    """The index's ranking and the reranked candidates, when a reranker ran (without one the
+    index's ranking is ``retrieved`` itself)."""
+    if not stages.get("candidates"):
+        return {}
+    return {"first_stage": stages["first_stage"], "reranked": stages["candidates"]}
 
 
 def _describe(exc: BaseException) -> str:
@@ -89,8 +99,8 @@ def _answer_here(pipeline: RagVQA, spec: RunSpec, ready: list[tuple[EvalQuestion
     items = [(image, q.question) for q, image in ready]
     instructions = [q.instruction for q, _ in ready]
     if spec.retrieval_only:
-        evidence = pipeline.retrieve_batch(items, spec.k, instructions)
-        return [_record(q, None, ev) for (q, _), ev in zip(ready, evidence)]
+        staged = pipeline.retrieve_stages(items, spec.k, instructions)
+        return [_record(q, None, ev, stages) for (q, _), (ev, stages) in zip(ready, staged)]
     answers = pipeline.answer_batch(items, batch_size=spec.batch_size, k=spec.k,
                                     instructions=instructions)
     return [_record(q, answer, answer.evidence) for (q, _), answer in zip(ready, answers)]

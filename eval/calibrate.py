@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_vqa.confidence import Calibration, confidence, confidence_features, fit_calibration
+from retriever.errors import UserInputError
 
 from .selective import plot_risk_coverage, risk_coverage, selective_summary
 
@@ -49,8 +50,8 @@ def calibrate_run(run_dir: str | Path, features: Sequence[str] = ("margin",),
     run = load_run(run_dir)
     rows, correct = labelled_rows(list(run.rows.values()))
     if not rows:
-        raise ValueError(f"{run_dir} has no scored answers to calibrate on (a retrieval-only "
-                         "run, or nothing done yet?)")
+        raise UserInputError(f"{run_dir} has no scored answers to calibrate on (a retrieval-only "
+                             "run, or nothing done yet?)")
     calibration = fit_calibration(rows, correct, features)
     calibration.fitted_on = str(Path(run_dir).resolve())
     path = Path(out) if out else Path(run_dir) / DEFAULT_NAME

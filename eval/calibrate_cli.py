@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from rag_vqa.confidence import FEATURES
+from retriever.errors import UserInputError
 
 __all__ = ["register"]
 
@@ -44,7 +45,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     try:
         if not Path(args.run_dir).is_dir():
-            raise ValueError(f"run folder {args.run_dir} does not exist")
+            raise UserInputError(f"run folder {args.run_dir} does not exist")
         calibration, path = calibrate_run(args.run_dir, args.features, args.out)
         rows = list(load_run(args.run_dir).rows.values())
         summary = run_selective(rows, calibration, Path(args.plot) if args.plot else None)

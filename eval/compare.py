@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from retriever.errors import UserError
 from retriever.fileio import path_kind, read_jsonl_records
 
 from .report import QUESTIONS, write_report
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 _SHORT = {"recall": "R", "pseudo_recall": "PR", "entity_recall": "ER"}
 
 
-class CompareError(ValueError):
+class CompareError(UserError, ValueError):
     """Runs that cannot be compared (no shared questions, a folder that is not a run)."""
 
 

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from rag_vqa.cli_args import non_negative_int, positive_int
+from retriever.errors import UserInputError
 
 from .rankings import FORMATS
 
@@ -58,7 +59,7 @@ def register(actions: argparse._SubParsersAction) -> None:
 
 def _named(runs: list[str], labels: list[str] | None) -> list[tuple[str, str | None]]:
     if labels is not None and len(labels) != len(runs):
-        raise ValueError(f"--labels names {len(labels)} runs, but {len(runs)} were given")
+        raise UserInputError(f"--labels names {len(labels)} runs, but {len(runs)} were given")
     return list(zip(runs, labels or [None] * len(runs)))
 
 
@@ -79,7 +80,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     folder = Path(args.run_dir)
     if not (folder / RUN_FILE).is_file():
-        raise ValueError(f"{folder} is not an evaluation run folder (no {RUN_FILE})")
+        raise UserInputError(f"{folder} is not an evaluation run folder (no {RUN_FILE})")
     records = latest_records(read_predictions(folder / PREDICTIONS, repair=False)).values()
     rankings = run_rankings(records)
     write_rankings(rankings, args.out, args.format, args.tag)

@@ -25,8 +25,16 @@ from typing import Any
 from rag_vqa.kb.errors import UnsafeImagePath
 from rag_vqa.kb.imagerefs import check_image_ref, locate_image
 from rag_vqa.kb.records import id_problem
-from retriever.fileio import (JSONRecordError, check_json_value, loads_json, loads_record,
-                              path_kind, read_jsonl_records, require_file)
+from retriever.errors import UserError
+from retriever.fileio import (
+    JSONRecordError,
+    check_json_value,
+    loads_json,
+    loads_record,
+    path_kind,
+    read_jsonl_records,
+    require_file,
+)
 from retriever.images import ImageLoadError
 
 __all__ = ["EvalQuestion", "DatasetError", "DATASETS", "load_questions", "ImageLocator",
@@ -40,7 +48,7 @@ _IMAGE_SUFFIXES = (".jpg", ".JPEG", ".jpeg", ".JPG", ".png", ".PNG", ".webp")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A question file that cannot be read; the message names file, line/row and field."""
 
 

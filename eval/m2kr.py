@@ -22,8 +22,7 @@ from rag_vqa.kb.imagerefs import check_image_ref
 from rag_vqa.kb.sources import PARQUET_SUFFIXES, iter_parquet
 from retriever.fileio import JSONRecordError, loads_json, read_jsonl_records
 
-from .datasets import (DatasetError, EvalQuestion, _answers, _FieldError, _ids, _jsonl, _ret,
-                       _text)
+from .datasets import DatasetError, EvalQuestion, _answers, _FieldError, _ids, _jsonl, _ret, _text
 
 __all__ = ["Benchmark", "BENCHMARKS", "benchmark_of", "m2kr_questions", "m2kr_table",
            "table_markdown"]

@@ -22,9 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from rag_vqa import RagVQA
 from rag_vqa.kb.records import id_problem
-from retriever.fileio import (JSONRecordError, atomic_write_text, file_digest, loads_record,
-                              require_file)
-from retriever.index.multivector import Hit
+from retriever.errors import UserError, UserInputError
+from retriever.fileio import (
+    JSONRecordError,
+    atomic_write_text,
+    file_digest,
+    loads_record,
+    require_file,
+)
+from retriever.index import Hit
 
 from .datasets import EvalQuestion
 
@@ -40,7 +46,7 @@ _ID_KEYS = ("data_id", "query_id", "question_id", "qid")
 _LIST_KEYS = ("retrieved", "ranking", "passages")
 
 
-class RankingsError(ValueError):
+class RankingsError(UserError, ValueError):
     """A rankings file that cannot be read; the message names the file, line and problem."""
 
 
@@ -160,7 +166,7 @@ def format_rankings(rankings: Mapping[str, Sequence[tuple[str, float]]], fmt: st
                     tag: str = "rag-vqa") -> str:
     """The rankings as the text of a ``fmt`` file (see the module docstring)."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown rankings format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise UserInputError(f"unknown rankings format {fmt!r}; use one of {', '.join(FORMATS)}")
     lines = []
     for qid, ranked in rankings.items():
         if fmt == "jsonl":
@@ -171,8 +177,8 @@ def format_rankings(rankings: Mapping[str, Sequence[tuple[str, float]]], fmt: st
         for rank, (pid, score) in enumerate(ranked, start=1):
             for value in (qid, pid):
                 if any(c.isspace() for c in value):
-                    raise ValueError(f"id {value!r} holds whitespace: it cannot be written as "
-                                     f"{fmt}; use jsonl")
+                    raise UserInputError(f"id {value!r} holds whitespace: it cannot be written as "
+                                         f"{fmt}; use jsonl")
             lines.append(f"{qid} Q0 {pid} {rank} {score:.6g} {tag}" if fmt == "trec"
                          else f"{qid}\t{pid}\t{rank}\t{score:.6g}")
     return "\n".join(lines) + ("\n" if lines else "")
@@ -194,7 +200,7 @@ def run_rankings(records: Iterable[Mapping[str, Any]]) -> Rankings:
 
 def _evidence(pipeline: RagVQA, ranked: list[tuple[str, float]], k: int) -> list[Any]:
     """The pipeline's Evidence for the top-k of a ranking (KeyError: a passage not in the KB)."""
-    return pipeline._evidence([Hit(pid, score) for pid, score in ranked[:k]])  # noqa: SLF001
+    return pipeline.evidence_for([Hit(pid, score) for pid, score in ranked[:k]])
 
 
 def answer_from_rankings(pipeline: RagVQA, spec: RunSpec, ready: list[tuple[EvalQuestion, Any]]

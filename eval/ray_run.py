@@ -20,23 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from rag_vqa import RagVQA
 from rag_vqa.components import Components
-from rag_vqa.ray_runtime import (
-    RayOptions,
-    SharedPath,
-    WorkerSetupError,
-    check_shared_paths,
-    check_visible,
-    node_name,
-    plan_workers,
-    quiet_dataset,
-    ray_session,
-    shared_path,
-    worker_error,
-)
+from rag_vqa.ray_runtime import RayOptions, SharedPath, WorkerSetupError, check_visible, shared_path
+from rag_vqa.ray_workers import SAMPLE_IMAGES, iter_results, map_on_workers, ray_job, worker_setup
 from retriever.runtime import resolve_device
 
 from .datasets import EvalQuestion, ImageLocator
@@ -45,8 +33,6 @@ from .runner import RunSpec, _differences, _encode, _process
 __all__ = ["PipelineWorker", "driver_pipeline", "process_on_ray"]
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_IMAGES = 3
 
 
 def driver_pipeline(pipeline: RagVQA) -> RagVQA:
@@ -71,15 +57,10 @@ class PipelineWorker:
 
     def __init__(self, config: Any, spec: RunSpec, locator: ImageLocator,
                  identity: dict[str, Any], threads: int, paths: list[SharedPath]) -> None:
-        torch.set_num_threads(threads)
         check_visible(paths)
-        where = f"a Ray worker on {node_name()}"
-        try:
+        with worker_setup("the pipeline", threads) as where:
             self.pipeline = RagVQA(config).check()
             mine = self.pipeline.identity(generation=not spec.retrieval_only)
-        except Exception as exc:
-            raise WorkerSetupError(f"{where} could not load the pipeline: "
-                                   f"{' '.join(str(exc).split())}") from exc
         differences = _differences(identity, json.loads(json.dumps(mine, default=str)))
         if differences:
             raise WorkerSetupError(f"{where} loads another pipeline than the driver: "
@@ -135,40 +116,26 @@ def process_on_ray(pipeline: RagVQA, spec: RunSpec, batches: list[list[EvalQuest
     if not batches:
         return
     options = RayOptions.of(options)
-    with ray_session(options) as ray:
-        from ray.data import ActorPoolStrategy
-
-        plan = plan_workers(options)
-        paths = _shared_paths(pipeline, spec, batches, locator)
-        check_shared_paths(paths)
+    paths = _shared_paths(pipeline, spec, batches, locator)
+    with ray_job(options, paths) as (ray, plan):
         shipped = copy(locator)
         shipped.root = Path(locator.root).resolve()
         items = [{"n": n, "questions": json.dumps([asdict(q) for q in batch], default=str)}
                  for n, batch in enumerate(batches)]
-        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            PipelineWorker, batch_size=1, compute=ActorPoolStrategy(size=plan.workers),
-            num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker or None,
-            udf_modifying_row_count=False,
-            fn_constructor_kwargs={"config": _worker_config(pipeline), "spec": spec,
-                                   "locator": shipped, "identity": identity,
-                                   "threads": plan.cpus_per_worker, "paths": paths})
-        quiet_dataset(dataset, preserve_order=True)
+        dataset = map_on_workers(
+            ray.data.from_items(items, override_num_blocks=len(items)), PipelineWorker, plan,
+            config=_worker_config(pipeline), spec=spec, locator=shipped, identity=identity,
+            threads=plan.cpus_per_worker, paths=paths)
         logger.info("answering %d batches on Ray: %s", len(batches), plan)
         waiting: dict[int, list[dict[str, Any]]] = {}
         following = 0
-        try:
-            for block in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                for n, payload in zip(block["n"], block["records"]):
-                    waiting[int(n)] = [json.loads(line) for line in bytes(payload).split(b"\n")
-                                       if line]
-                    while following in waiting:  # in order even if Ray ever were not
-                        yield waiting.pop(following)
-                        following += 1
-        except Exception as exc:
-            message = worker_error(exc)
-            if message:
-                raise WorkerSetupError(message) from None
-            raise
+        for block in iter_results(dataset, preserve_order=True):
+            for n, payload in zip(block["n"], block["records"]):
+                waiting[int(n)] = [json.loads(line) for line in bytes(payload).split(b"\n")
+                                   if line]
+                while following in waiting:  # in order even if Ray ever were not
+                    yield waiting.pop(following)
+                    following += 1
     if following != len(batches):
         raise RuntimeError(f"Ray returned {following} of {len(batches)} batches; run again to "
                            "answer the rest")

@@ -16,17 +16,32 @@ from typing import Any
 import numpy as np
 
 from rag_vqa import __version__
+from rag_vqa.components import index_metadata
 from rag_vqa.kb import PassageStore
 from retriever.fileio import DIGEST, atomic_write_text, file_digest, loads_record, path_kind
-from retriever.index.storage import read_manifest as read_index_manifest
 
 from .datasets import EvalQuestion, read_questions
-from .metrics import (BEMScorer, load_evqa_references, load_infoseek_references,
-                      normalize_answer, score_evqa, score_infoseek, score_retrieval)
+from .metrics import (
+    BEMScorer,
+    load_evqa_references,
+    load_infoseek_references,
+    normalize_answer,
+    score_evqa,
+    score_infoseek,
+    score_retrieval,
+)
 from .metrics.retrieval import ks_within, query_ranks
 from .report_md import METRICS, markdown
-from .runner import (PREDICTIONS, RUN_FILE, RunMismatchError, RunSpec, failure_kind,
-                     latest_records, read_predictions, select_questions)
+from .runner import (
+    PREDICTIONS,
+    RUN_FILE,
+    RunMismatchError,
+    RunSpec,
+    failure_kind,
+    latest_records,
+    read_predictions,
+    select_questions,
+)
 
 __all__ = ["build_report", "write_report", "summary_lines", "markdown", "QUESTIONS", "METRICS"]
 
@@ -57,8 +72,7 @@ def _store_for(config: dict[str, Any], identity: dict[str, Any]) -> PassageStore
     index = config.get("index", {})
     kb = ((identity.get("pipeline") or {}).get("kb") or {}).get("path") or index.get("kb")
     if not kb and index.get("path") and Path(index["path"]).is_dir():
-        kb = (read_index_manifest(Path(index["path"])).get("metadata", {}).get("kb") or {}).get(
-            "path")
+        kb = (index_metadata(index["path"]).get("kb") or {}).get("path")
     return PassageStore.open(kb) if kb and Path(kb).is_dir() else None
 
 
@@ -202,7 +216,7 @@ def _qa(dataset: str, spec: dict[str, Any], records: list[dict[str, Any]],
         scorer = BEMScorer(bem) if bem else None
         result = score_evqa(predictions, refs, bem=scorer, allow_missing=True)
         out = result.to_json()
-        for name, value in out["per_type"].items():
+        for value in out["per_type"].values():
             value["accuracy"] = _na(value["accuracy"], value["count"])
         verdicts = {d.data_id: {"correct": d.correct, "type": d.type} for d in result.details}
         qa = {"evqa": out}
@@ -329,14 +343,17 @@ def _build(run_dir: Path, bem: str | None) -> tuple[dict[str, Any], list[dict[st
 def _add_reranking(report: dict[str, Any], questions: dict[str, EvalQuestion],
                    records: list[dict[str, Any]], rows: list[dict[str, Any]],
                    store: PassageStore | None) -> None:
-    """Issue 15: the index's own ranking scored beside the reranked one (``retrieval`` is the
-    ranking the generator was given), and the selective-answering table (risk-coverage over
-    the answers' confidence; ``selective.png`` is drawn by write_report)."""
+    """Issue 15: the index's own ranking scored beside the reranker's whole ranking, to the
+    same depth (``retrieval`` is its top k, the generator's passages), and the
+    selective-answering table (risk-coverage over the answers' confidence; ``selective.png``
+    is drawn by write_report). Runs without a reranker have one stage: ``retrieval``."""
     from .calibrate import run_selective
 
-    staged = [{**r, "retrieved": r["first_stage"]} for r in records if r.get("first_stage")]
-    if staged:
-        report["retrieval_first_stage"] = _retrieval(questions, staged, store)[0]
+    for key, field in (("retrieval_first_stage", "first_stage"),
+                       ("retrieval_reranked", "reranked")):
+        staged = [{**r, "retrieved": r[field]} for r in records if r.get(field)]
+        if staged:
+            report[key] = _retrieval(questions, staged, store)[0]
     if any(r.get("confidence") is not None for r in rows):
         selective = run_selective(rows)
         if selective is not None:

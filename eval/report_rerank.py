@@ -10,11 +10,13 @@ from .report_md import METRICS, cell
 __all__ = ["rerank_lines"]
 
 
-def _stages(first: dict[str, Any], final: dict[str, Any]) -> list[str]:
+def _stages(first: dict[str, Any], final: dict[str, Any], kept: dict[str, Any]) -> list[str]:
+    """``final``: the reranker's whole ranking; ``kept``: its top k (the generator's)."""
     ks = [k for k in final["ks"] if k in first["ks"]]
     lines = ["## Reranking: first stage against reranked (%)", "",
-             (f"The index returned {first['depth']} candidates; the generator was given the "
-              f"reranked top {final['depth']}."), "",
+             (f"The index returned up to {first['depth']} candidates, the reranker's ranking "
+              f"holds up to {final['depth']} of them and its top {kept['depth']} are the "
+              "passages the generator is given."), "",
              "| metric | stage | " + " | ".join(f"@{k}" for k in ks) + " |",
              "|---|---|" + "---:|" * len(ks)]
     for name in METRICS:
@@ -43,9 +45,9 @@ def _selective(selective: dict[str, Any], abstained: int) -> list[str]:
 
 def rerank_lines(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
-    first, final = report.get("retrieval_first_stage"), report.get("retrieval")
-    if first and final:
-        lines += _stages(first, final)
+    first, kept = report.get("retrieval_first_stage"), report.get("retrieval")
+    if first and kept:  # runs of older versions recorded no reranked list: their top k
+        lines += _stages(first, report.get("retrieval_reranked") or kept, kept)
     abstained = (report.get("coverage") or {}).get("abstained", 0)
     if report.get("selective"):
         lines += _selective(report["selective"], abstained)

@@ -30,8 +30,16 @@ from tqdm.auto import tqdm
 
 from rag_vqa import RagVQA
 from rag_vqa.ray_runtime import RayOptions
-from retriever.fileio import (DIGEST, JSONRecordError, atomic_write_bytes, atomic_write_json,
-                              file_digest, loads_record, path_kind)
+from retriever.errors import UserError, UserInputError
+from retriever.fileio import (
+    DIGEST,
+    JSONRecordError,
+    atomic_write_bytes,
+    atomic_write_json,
+    file_digest,
+    loads_record,
+    path_kind,
+)
 
 from .answering import process_batch as _process
 from .datasets import DATASETS, DatasetError, EvalQuestion, ImageLocator, read_questions
@@ -47,7 +55,7 @@ RUN_FILE = "run.json"
 IDENTITY_VERSION = 2  # 1: dataset, questions, retrieval_only, shard, k only
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(UserError, ValueError):
     """The output folder holds a run of something else (or a damaged one)."""
 
 
@@ -81,13 +89,13 @@ class RunSpec:
                                f"{', '.join(DATASETS)}")
         index, count = self.shard
         if count < 1 or not 0 <= index < count:
-            raise ValueError(f"--shard must be i/n with 0 <= i < n, got {index}/{count}")
+            raise UserInputError(f"--shard must be i/n with 0 <= i < n, got {index}/{count}")
         for name, low in (("limit", 0), ("k", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if (value is not None or name == "batch_size") and (
                     isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= {low}, "
-                                 f"got {value!r}")
+                raise UserInputError(f"--{name.replace('_', '-')} must be a whole number >= {low}, "
+                                     f"got {value!r}")
         wanted = {"questions": ("file", "question file"), "qtypes": ("file", "--qtypes file"),
                   "withkb": ("file", "--withkb file"), "image_map": ("file", "--image-map file"),
                   "config": ("file", "--config file"), "index": ("a folder", "--index folder"),
@@ -216,7 +224,7 @@ def _encode(record: dict[str, Any]) -> bytes:
 def select_questions(questions: list[EvalQuestion], spec: RunSpec) -> list[EvalQuestion]:
     index, count = spec.shard
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"--shard must be i/n with 0 <= i < n, got {index}/{count}")
+        raise UserInputError(f"--shard must be i/n with 0 <= i < n, got {index}/{count}")
     chosen = [q for i, q in enumerate(questions) if i % count == index]
     return chosen[: spec.limit] if spec.limit is not None else chosen
 

@@ -2,20 +2,21 @@
 rules (see eval/metrics) and print a table or one JSON object.
 
 Wire it from the ``eval`` command group with ``register(eval_subparsers)``; each leaf parser sets
-``handler`` (returns 0; user errors are ValueError subclasses, which the CLI maps to exit 2).
+``handler`` (returns 0; what it refuses in the user's files is a UserError: exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .metrics.bem import DEFAULT_BEM_MODEL
-from .metrics.common import Coverage, load_predictions
+from .metrics.bem import DEFAULT_BEM_MODEL, BEMLoadError
+from .metrics.common import Coverage, MetricsInputError, MissingPredictionsError, load_predictions
 
 __all__ = ["register"]
 
@@ -24,8 +25,13 @@ logger = logging.getLogger(__name__)
 
 def register(eval_subparsers: Any) -> argparse.ArgumentParser:
     """Add ``score`` (with ``infoseek`` and ``evqa``) to the ``eval`` sub-command group."""
-    # here, not at the top: importing rag_vqa loads torch, and this module must not
+    # here, not at the top: importing rag_vqa or retriever loads torch, and this module must not
     from rag_vqa.cli_args import device, positive_int
+    from retriever.errors import UserError
+
+    # eval.metrics stays free of our packages (no torch on import): its errors are user errors
+    for kind in (BEMLoadError, MetricsInputError, MissingPredictionsError):
+        UserError.register(kind)
 
     score = eval_subparsers.add_parser(
         "score", help="score a predictions file with the official InfoSeek / E-VQA rules",
@@ -40,7 +46,7 @@ def register(eval_subparsers: Any) -> argparse.ArgumentParser:
     infoseek.add_argument("--references", required=True, help="infoseek_val.jsonl")
     infoseek.add_argument("--qtypes", required=True, help="infoseek_val_qtype.jsonl")
     _add_common(infoseek)
-    infoseek.set_defaults(handler=_cmd_score_infoseek)
+    infoseek.set_defaults(handler=_user_files(_cmd_score_infoseek))
 
     evqa = benchmarks.add_parser(
         "evqa", help="Encyclopedic-VQA (official EM, optionally with the BEM fallback)")
@@ -59,7 +65,7 @@ def register(eval_subparsers: Any) -> argparse.ArgumentParser:
                       help="device for BEM: cpu (default), cuda, cuda:N or auto")
     evqa.add_argument("--bem-batch-size", type=positive_int, default=32, help="BEM batch size")
     _add_common(evqa)
-    evqa.set_defaults(handler=_cmd_score_evqa)
+    evqa.set_defaults(handler=_user_files(_cmd_score_evqa))
     return score
 
 
@@ -76,6 +82,7 @@ def _check_details(path: str | None) -> None:
     """Refuse a --details path that cannot be written before anything is scored."""
     if path is None:
         return
+    from retriever.errors import UserInputError
     from retriever.fileio import path_kind
 
     out = Path(path)
@@ -83,7 +90,7 @@ def _check_details(path: str | None) -> None:
         raise FileNotFoundError(f"folder {out.parent} does not exist (for --details {path})")
     kind = path_kind(out)
     if kind not in ("missing", "file"):
-        raise ValueError(f"--details {path} is {kind}, not a file")
+        raise UserInputError(f"--details {path} is {kind}, not a file")
 
 
 def _write_details(path: str, rows: Iterable[dict[str, Any]]) -> None:
@@ -106,6 +113,25 @@ def _coverage_lines(cov: Coverage) -> list[str]:
         lines.append(f"  {cov.num_unknown_ids} unknown data_id(s) ignored: "
                      f"{', '.join(cov.unknown_ids[:5])}")
     return lines
+
+
+def _user_files(handler: Callable[[argparse.Namespace], int]
+                ) -> Callable[[argparse.Namespace], int]:
+    """A scorer reads only the user's files, so what it refuses there with a plain ``ValueError``
+    (an empty reference answer, an unknown question type) is a :class:`UserError`; its own error
+    classes are registered as user errors by :func:`register`."""
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from retriever.errors import UserError
+
+        try:
+            return handler(args)
+        except ValueError as exc:
+            if type(exc) is ValueError:
+                raise UserError(str(exc)) from exc
+            raise
+
+    return run
 
 
 def _cmd_score_infoseek(args: argparse.Namespace) -> int:

@@ -11,12 +11,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from retriever.errors import UserError
+
 from .config import GeneratorConfig
 
 __all__ = ["Generator", "GeneratedAnswer", "QAItem", "AnswerStream", "GeneratorLoadError"]
 
 
-class GeneratorLoadError(RuntimeError):
+class GeneratorLoadError(UserError, RuntimeError):
     """An answering model (or its processor) that cannot be loaded."""
 
 
@@ -82,7 +84,7 @@ class Generator(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, config: GeneratorConfig) -> "Generator":
+    def load(cls, config: GeneratorConfig) -> Generator:
         """Load the model and its processor as configured."""
 
     @abstractmethod

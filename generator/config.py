@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
+
+from retriever.dataconfig import from_mapping
 
 from .prompts import PromptConfig
 
@@ -54,10 +56,5 @@ class GeneratorConfig:
             self.prompt = PromptConfig.from_dict(self.prompt)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "GeneratorConfig":
-        values = dict(values)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown generator option(s): {unknown}; known: {sorted(known)}")
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, Any]) -> GeneratorConfig:
+        return from_mapping(cls, values, what="generator option")

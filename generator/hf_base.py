@@ -4,7 +4,6 @@ the first line, streaming, and failure isolation (one bad item never sinks a bat
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -16,15 +15,15 @@ from typing import Any
 import torch
 from transformers import TextIteratorStreamer
 
-from retriever.hub import HubUnavailableError, hub_access
-from retriever.runtime import resolve_device, resolve_dtype
+from retriever.hf_loading import device_and_dtype, left_padded, load_model, model_device
+from retriever.hf_loading import truncate_tokens as truncate_to_tokens
 
 from .base import AnswerStream, GeneratedAnswer, Generator, GeneratorLoadError, QAItem
 from .config import GeneratorConfig
 from .postprocess import clean_answer
 from .prompts import BuiltPrompt, PromptBuilder, PromptTooLongError, as_context_passages
 
-__all__ = ["HFGenerator", "PreparedItem", "model_load_kwargs", "prepare_hub_load"]
+__all__ = ["HFGenerator", "PreparedItem", "load_hf_model", "model_load_kwargs"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +39,9 @@ class PreparedItem:
 def model_load_kwargs(config: GeneratorConfig) -> tuple[dict[str, Any], torch.device]:
     """from_pretrained keyword arguments for dtype, device placement and quantisation."""
     # 4/8-bit weights live on the GPU (bitsandbytes): an unset device means "auto" there
-    device = resolve_device(config.device or ("auto" if config.quantization else None))
-    if config.dtype is None and device.type == "cuda":
-        dtype = torch.bfloat16
-    else:
-        dtype = resolve_dtype(config.dtype, device)
-    kwargs: dict[str, Any] = {"dtype": dtype, "revision": config.revision,
-                              "local_files_only": config.local_files_only,
-                              "trust_remote_code": config.trust_remote_code}
+    device, dtype = device_and_dtype(config.device or ("auto" if config.quantization else None),
+                                     config.dtype)
+    kwargs: dict[str, Any] = {"dtype": dtype}
     if config.device_map:
         kwargs["device_map"] = config.device_map
     if config.quantization:
@@ -64,36 +58,41 @@ def model_load_kwargs(config: GeneratorConfig) -> tuple[dict[str, Any], torch.de
     return kwargs, device
 
 
-def prepare_hub_load(config: GeneratorConfig) -> GeneratorConfig:
-    """The config to load with: ``local_files_only`` when the hub is unreachable but the model
-    is cached; GeneratorLoadError at once (not after minutes of retries) when neither."""
-    try:
-        local = hub_access(config.model, "generator model",
-                           filename=config.gguf_file or "config.json", revision=config.revision,
-                           local_files_only=config.local_files_only)
-    except HubUnavailableError as exc:
-        raise GeneratorLoadError(f"cannot load generator model {config.model!r} "
-                                 f"({config.kind}): {exc}") from exc
-    return config if local == config.local_files_only else \
-        dataclasses.replace(config, local_files_only=local)
+def _hint(config: GeneratorConfig, exc: Exception) -> str:
+    if config.local_files_only or "offline" in str(exc).lower():
+        return ("it is not a local folder and is not in the Hugging Face cache; download it once "
+                "with network access")
+    return ("check the hub id or path, your network, and that the model type is supported by "
+            "the installed transformers")
 
 
-def load_error(config: GeneratorConfig, exc: Exception) -> GeneratorLoadError:
-    hint = ("it is not a local folder and is not in the Hugging Face cache; download it once with "
-            "network access" if config.local_files_only or "offline" in str(exc).lower()
-            else "check the hub id or path, your network, and that the model type is supported "
-                 "by the installed transformers")
-    reason = str(exc).strip().rstrip(".")
-    return GeneratorLoadError(f"cannot load generator model {config.model!r} ({config.kind}): "
-                              f"{reason}. Hint: {hint}.")
+def load_hf_model(config: GeneratorConfig, model_class: Any, processor: bool = False
+                  ) -> tuple[GeneratorConfig, Any, Any, torch.device]:
+    """The config loaded with, the model (on its device unless accelerate places it), its
+    tokenizer (or processor) and the device; GeneratorLoadError naming the model, at once when
+    the hub is unreachable and the model not cached (``retriever.hf_loading``)."""
+    kwargs, device = model_load_kwargs(config)   # settings first: cheapest, most specific
+    config, model, preprocessor = load_model(config, model_class, role="generator",
+                                             error=GeneratorLoadError, hint=_hint,
+                                             model_kwargs=kwargs, processor=processor)
+    if "device_map" not in kwargs:
+        model = model.to(device)
+    return config, model, preprocessor, device
 
 
 class HFGenerator(Generator):
     """Shared machinery; subclasses say how prompts are rendered and inputs are made."""
 
+    auto_model: Any = None           # the transformers Auto class that loads this kind
+    uses_processor = False           # loaded with its processor (image-text), else its tokenizer
+
+    @classmethod
+    def load(cls, config: GeneratorConfig) -> HFGenerator:
+        return cls(*load_hf_model(config, cls.auto_model, processor=cls.uses_processor))
+
     @classmethod
     def from_components(cls, config: GeneratorConfig, model: Any, preprocessor: Any
-                        ) -> "HFGenerator":
+                        ) -> HFGenerator:
         """Wrap an already loaded model and its processor (image-text models) or tokenizer
         (text models): used by tests and notebooks."""
         kwargs, device = model_load_kwargs(config)
@@ -106,12 +105,8 @@ class HFGenerator(Generator):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.processor = processor
-        # a model placed by accelerate (device_map, quantisation) says where its inputs go
-        self.device = model.device if getattr(model, "hf_device_map", None) else device
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        self.pad_token_id = tokenizer.pad_token_id
+        self.device = model_device(model, device)
+        self.pad_token_id = left_padded(tokenizer).pad_token_id
         text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
             else model.config
         limit = getattr(text_config, "max_position_embeddings", None) or 4096
@@ -126,13 +121,7 @@ class HFGenerator(Generator):
         return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def truncate_tokens(self, text: str, max_tokens: int) -> str:
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                             verbose=False)
-        ids = enc["input_ids"]
-        if len(ids) <= max_tokens:
-            return text
-        end = enc["offset_mapping"][max_tokens - 1][1]
-        return text[:end].rstrip()
+        return truncate_to_tokens(self.tokenizer, text, max_tokens)
 
     @abstractmethod
     def render(self, body: str, has_image: bool) -> str:

@@ -9,29 +9,23 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText
 
+from retriever.hf_loading import chat_prompt
 from retriever.images import load_image
 
 from .base import GeneratorLoadError, QAItem
 from .config import GeneratorConfig
-from .hf_base import HFGenerator, PreparedItem, load_error, model_load_kwargs, prepare_hub_load
+from .hf_base import HFGenerator, PreparedItem
 from .prompts import as_context_passages
 
 __all__ = ["ImageTextToTextGenerator"]
 
 
-def _load_processor(source: str, config: GeneratorConfig) -> Any:
-    kwargs = {"revision": config.revision, "local_files_only": config.local_files_only,
-              "trust_remote_code": config.trust_remote_code}
-    try:  # transformers >= 5: the PIL image backend (no torchvision needed)
-        return AutoProcessor.from_pretrained(source, backend="pil", **kwargs)
-    except TypeError:
-        return AutoProcessor.from_pretrained(source, **kwargs)
-
-
 class ImageTextToTextGenerator(HFGenerator):
     kind = "image-text-to-text"
+    auto_model = AutoModelForImageTextToText
+    uses_processor = True
 
     def __init__(self, config: GeneratorConfig, model: Any, processor: Any,
                  device: torch.device) -> None:
@@ -43,29 +37,8 @@ class ImageTextToTextGenerator(HFGenerator):
         super().__init__(config, model, processor.tokenizer, device, processor)
         self._image_tokens: dict[tuple[int, int], int] = {}
 
-    @classmethod
-    def load(cls, config: GeneratorConfig) -> "ImageTextToTextGenerator":
-        kwargs, device = model_load_kwargs(config)   # settings first: cheapest, most specific
-        config = prepare_hub_load(config)
-        kwargs["local_files_only"] = config.local_files_only
-        try:
-            processor = _load_processor(config.model, config)
-            model = AutoModelForImageTextToText.from_pretrained(config.model, **kwargs)
-        except (OSError, ValueError, KeyError) as exc:
-            raise load_error(config, exc) from exc
-        if "device_map" not in kwargs:
-            model = model.to(device)
-        return cls(config, model, processor, device)
-
     def render(self, body: str, has_image: bool) -> str:
-        content: list[dict[str, Any]] = [{"type": "image"}] if has_image else []
-        content.append({"type": "text", "text": body})
-        messages = [{"role": "user", "content": content}]
-        if self.config.prompt.system:
-            messages.insert(0, {"role": "system",
-                                "content": [{"type": "text", "text": self.config.prompt.system}]})
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True,
-                                                  tokenize=False)
+        return chat_prompt(self.processor, body, self.config.prompt.system, image=has_image)
 
     def image_tokens(self, image: Image.Image) -> int:
         """Tokens an image adds beyond its placeholder in the rendered prompt (per image size:

@@ -1,8 +1,9 @@
-"""Prompt building, in one place: an instruction asking for a short answer, optional worked
-examples (few-shot demonstrations, for small models that copy a format better than they follow
-an instruction), the retrieved passages (title and text, numbered in rank order so answers can
-cite them) and the question. A passage whose text already starts with its title (importers
-prefix "Title - Section: ") is shown with that title once, never twice.
+"""Prompt building, in one place: an instruction asking for a short answer (with ``cite``, also
+for the numbers of the passages it used), optional worked examples (few-shot demonstrations, for
+small models that copy a format better than they follow an instruction), the retrieved passages
+(title and text, numbered in rank order so answers can cite them) and the question. A passage
+whose text already starts with its title (importers prefix "Title - Section: ") is shown with
+that title once, never twice.
 
 Budgets are in tokens of the answering model: at most ``max_passages`` passages are given, each is
 cut to ``max_passage_tokens``, and
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from retriever.dataconfig import from_mapping
 
 __all__ = ["PromptConfig", "ContextPassage", "BuiltPrompt", "PromptBuilder", "PromptTooLongError",
            "PromptOps", "as_context_passages"]
@@ -56,6 +59,11 @@ class PromptConfig:
     # "question", "answer"}, in the same layout
     examples: list[dict[str, Any]] = field(default_factory=list)
     use_chat_template: bool = True      # False: plain completion text (causal-lm models only)
+    # cited answers: with ``cite`` (load_config sets it from [answer] cite) the instruction given
+    # with passages ends with ``cite_instruction``; rag_vqa.citations reads the markers back
+    cite: bool = False
+    cite_instruction: str = ("After the answer, cite the numbers of the passages that support it "
+                             "in square brackets, for example: Paris [1].")
 
     def __post_init__(self) -> None:
         required = {"question_template": {"question"}, "passage_template": {"rank", "text"},
@@ -80,13 +88,8 @@ class PromptConfig:
                                  "and may have passages (a list of {title, text})")
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "PromptConfig":
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown prompt option(s): {unknown}; known: {sorted(known)}")
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, Any] | None) -> PromptConfig:
+        return from_mapping(cls, values, what="prompt option")
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,8 @@ class PromptBuilder:
     def _instruction(self, with_context: bool) -> str:
         if not with_context:
             return self.config.no_context_instruction
-        return self.config.text_only_instruction if self.text_only else self.config.instruction
+        text = self.config.text_only_instruction if self.text_only else self.config.instruction
+        return f"{text.rstrip()} {self.config.cite_instruction}" if self.config.cite else text
 
     def _turn(self, question: str, lines: list[str]) -> list[str]:
         parts = [self.config.context_header + "\n" + "\n".join(lines)] if lines else []

@@ -1,7 +1,8 @@
 """Cited answers: the generator is shown passages numbered [1], [2], ... in rank order and may
-cite them. ``parse_citations`` maps the markers back to passage ids (checked against what the
-prompt held) and removes them from the answer, so the answer that is scored is the same text
-an uncited answer would be and the official metrics are unchanged.
+cite them (asked by ``generator.prompts.PromptConfig.cite_instruction``). ``parse_citations``
+maps the markers back to passage ids (checked against what the prompt held) and removes them
+from the answer, so the answer that is scored is the same text an uncited answer would be and
+the official metrics are unchanged.
 
 Markers understood: ``[1]``, ``[1, 3]``, ``[1][2]``, ``[2-4]`` (a range; en dash too). A number
 outside 1..len(shown) is reported as invalid and cites nothing.
@@ -13,10 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["CITE_INSTRUCTION", "Citations", "citing_prompt", "parse_citations"]
-
-CITE_INSTRUCTION = ("After the answer, cite the numbers of the passages that support it in "
-                    "square brackets, for example: Paris [1].")
+__all__ = ["Citations", "parse_citations"]
 
 _MARKER = re.compile(r"\s*\[\s*(\d+(?:\s*(?:[-\u2013]|,)\s*\d+)*)\s*\]")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
@@ -64,13 +62,3 @@ def parse_citations(text: str, shown: Sequence[str | None]) -> Citations:
     answer = _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(answer.split())).strip()
     return Citations(answer, [str(shown[n - 1]) for n in valid], valid, invalid)
 
-
-def citing_prompt(prompt):
-    """A generator PromptConfig whose instructions (with passages) also ask for citations."""
-    import dataclasses
-
-    if CITE_INSTRUCTION in prompt.instruction:
-        return prompt
-    return dataclasses.replace(
-        prompt, instruction=f"{prompt.instruction.rstrip()} {CITE_INSTRUCTION}",
-        text_only_instruction=f"{prompt.text_only_instruction.rstrip()} {CITE_INSTRUCTION}")

@@ -1,6 +1,7 @@
 """The ``rag-vqa`` command: one entry point, subcommands, --help everywhere.
 
-Exit codes: 0 ok, 2 bad usage or input (a clear message, no traceback), 1 failure.
+Exit codes: 0 ok, 2 bad usage or input (a :class:`~retriever.errors.UserError`: a clear message,
+no traceback), 1 failure (any other exception is a bug: its traceback is printed).
 """
 
 from __future__ import annotations
@@ -9,27 +10,29 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
-from generator import GeneratorLoadError
-from retriever import CheckpointError, ConfigError, ImageLoadError, ProcessorLoadError
-from retriever.hub import HubUnavailableError
+from retriever.errors import UserError, UserInputError, cause_type
 
 from . import __version__
 from .cli_args import add_hub_options, device, dtype, positive_int
 from .cli_pipeline import register as register_pipeline_commands
-from .config_template import register as register_config_commands
 from .cli_train import register as register_train_commands
+from .config_template import register as register_config_commands
 from .indexing.cli import register as register_index_commands
 from .kb.cli import register as register_kb_commands
 from .loading import DEFAULT_RETRIEVER, load_retriever
+from .notes import TINY_RETRIEVER_NOTE
 
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger("rag_vqa")
 
-USER_ERRORS = (CheckpointError, ConfigError, ImageLoadError, ProcessorLoadError, ValueError,
-               FileNotFoundError, FileExistsError, GeneratorLoadError, HubUnavailableError)
+# what the user can fix: our UserError classes, and the user's paths that are missing, taken,
+# of the wrong kind or not readable; anything else is a bug
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               IsADirectoryError, PermissionError)
 
 
 class UsageError(Exception):
@@ -103,7 +106,7 @@ def _cmd_retriever_demo(args: argparse.Namespace) -> int:
     from .retriever_demo import run_retriever_demo
 
     if args.k < 1:
-        raise ValueError("-k must be at least 1")
+        raise UserInputError("-k must be at least 1")
     loaded = load_retriever(args.retriever, args.device, args.dtype)
     report = run_retriever_demo(loaded, k=args.k, batch_size=args.batch_size)
     if args.json:
@@ -125,7 +128,7 @@ def _cmd_retriever_demo(args: argparse.Namespace) -> int:
           f"({n / max(s['encode_documents'], 1e-9):.1f}/s)   queries: {s['encode_queries']:.2f}s   "
           f"search: {s['search'] * 1000:.1f} ms")
     if report.is_tiny:
-        print("(tiny untrained retriever: the ranking above is meaningless)")
+        print(f"({TINY_RETRIEVER_NOTE})")
     return 0
 
 
@@ -189,7 +192,7 @@ def _report_error(message: str, kind: str, exc: BaseException | None, as_json: b
     """One error, as text on stderr or (under --json) as one JSON object on stdout."""
     if as_json:
         print(json.dumps({"error": message, "kind": kind,
-                          "type": type(exc).__name__ if exc is not None else None,
+                          "type": cause_type(exc) if exc is not None else None,
                           "exit_code": EXIT_CODES[kind]}, ensure_ascii=False))
     else:
         print(message if kind == "usage" else
@@ -213,17 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         return args.handler(args)
-    except USER_ERRORS as exc:
-        if args.verbose >= 2:
-            logger.exception("failed")
-        return _report_error(str(exc), "input", exc, as_json)
     except KeyboardInterrupt as exc:
         return _report_error("interrupted", "interrupted", exc, as_json)
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        if args.verbose >= 2:
-            logger.exception("failed")
-        return _report_error(f"{type(exc).__name__}: {exc} (run with -vv for details)",
-                             "failure", exc, as_json)
+    except Exception as exc:  # noqa: BLE001 - isinstance also sees registered UserErrors
+        if isinstance(exc, USER_ERRORS):
+            if args.verbose >= 2:
+                logger.exception("failed")
+            return _report_error(str(exc), "input", exc, as_json)
+        traceback.print_exc(file=sys.stderr)  # a bug: its traceback, for the report
+        return _report_error(f"{type(exc).__name__}: {exc}", "failure", exc, as_json)
 
 
 if __name__ == "__main__":

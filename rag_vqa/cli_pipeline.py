@@ -10,15 +10,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from retriever.errors import UserError
 from retriever.fileio import require_file
 from retriever.index.params import check_search_params
 from retriever.index.storage import VERIFY_LEVELS
 
 from .cli_args import device, port, positive_int
 from .config import PROFILES
+from .notes import TINY_NOTE
 from .pipeline import Answer, RagVQA
-from .quickstart import (answer_is_right, choose_profile, default_cache, run_quickstart,
-                         sample_pipeline)
+from .quickstart import (
+    answer_is_right,
+    choose_profile,
+    default_cache,
+    run_quickstart,
+    sample_pipeline,
+)
 
 __all__ = ["register", "add_pipeline_options", "pipeline_from_args", "add_demo_options",
            "add_rerank_options"]
@@ -210,7 +217,10 @@ def _print_answer(answer: Answer) -> None:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    require_file(args.image, "image")  # before any model loads
+    try:
+        require_file(args.image, "image")  # before any model loads
+    except ValueError as exc:  # the user's path is a folder, a FIFO, a device
+        raise UserError(str(exc)) from exc
     pipe, note = pipeline_from_args(args)
     if note:
         print(f"NOTE: {note}", file=sys.stderr)
@@ -253,7 +263,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
           f"{result.retrieval_hits}/{total} questions, {result.answer_hits}/{total} answers "
           "right (E-VQA exact match); * marks the passages the prompt held")
     if result.profile == "tiny":
-        print("(untrained tiny models: answers and rankings above are meaningless)")
+        print(f"({TINY_NOTE})")
     return 0
 
 

@@ -11,25 +11,31 @@ from typing import Any
 from generator import Generator, GeneratorLoadError, build_generator
 from generator.tiny import TINY_GENERATOR_NAME
 from retriever import CheckpointError, ProcessorLoadError
+from retriever.errors import UserError
 from retriever.hub import HubUnavailableError, hub_access, looks_like_hub_id
 from retriever.index import MultiVectorIndex
-from retriever.index.storage import read_manifest as read_index_manifest
 
 from .config import RagConfig
 from .kb import PassageStore
 from .loading import BUILTIN_RETRIEVERS, LoadedRetriever, load_retriever
 
-__all__ = ["Components", "IncompatibleIndexError", "MissingResourceError"]
+__all__ = ["Components", "IncompatibleIndexError", "MissingResourceError", "index_metadata"]
 
 logger = logging.getLogger(__name__)
 
 
-class IncompatibleIndexError(ValueError):
+class IncompatibleIndexError(UserError, ValueError):
     """The index was built with another retriever (or another vector shape)."""
 
 
-class MissingResourceError(ValueError):
+class MissingResourceError(UserError, ValueError):
     """A required index or knowledge base is not configured or not found."""
+
+
+def index_metadata(folder: str | Path) -> dict[str, Any]:
+    """What an index's manifest records about its build (``retriever``, ``kb`` with its path and
+    digest), the manifest checked but the index not loaded: for reports and cache checks."""
+    return MultiVectorIndex.read_info(folder).metadata
 
 
 class Components:
@@ -73,12 +79,10 @@ class Components:
     def _index_retriever(self) -> str | None:
         """The retriever name an index's manifest records (read without loading the index)."""
         if "index" in self._cache:
-            manifest = self._cache["index"].manifest
-        elif self.config.index.path and Path(self.config.index.path).is_dir():
-            manifest = read_index_manifest(Path(self.config.index.path))
-        else:
-            return None
-        return (manifest["metadata"].get("retriever") or {}).get("name")
+            return self._cache["index"].info.retriever.get("name")
+        if self.config.index.path and Path(self.config.index.path).is_dir():
+            return MultiVectorIndex.read_info(self.config.index.path).retriever.get("name")
+        return None
 
     @property
     def generator(self) -> Generator:
@@ -148,12 +152,11 @@ class Components:
     def _check(self, index: MultiVectorIndex) -> None:
         loaded = self.retriever
         model = loaded.model
-        built_with = index.manifest["metadata"].get("retriever") or {}
-        dims = index.manifest["dims"]
+        built_with = index.info.retriever
         out_dim = model.config.query_config.output_dim
-        if dims["dim"] != out_dim:
+        if index.info.dim != out_dim:
             raise IncompatibleIndexError(
-                f"index {index.path} holds {dims['dim']}-d vectors but retriever {loaded.name} "
+                f"index {index.path} holds {index.info.dim}-d vectors but retriever {loaded.name} "
                 f"outputs {out_dim}-d vectors; rebuild the index with this retriever")
         rebuild = (f"Use that retriever (--retriever {built_with.get('name')}), or rebuild the "
                    f"index: rag-vqa index build KB --retriever {loaded.name} --out {index.path} "
@@ -179,7 +182,7 @@ class Components:
     def _open_store(self) -> PassageStore:
         kb = self.config.index.kb
         if not kb:
-            kb = (self.index.manifest.get("metadata", {}).get("kb") or {}).get("path")
+            kb = self.index.info.kb.get("path")
         if not kb:
             raise MissingResourceError("no knowledge base configured for the index: pass kb= "
                                        "(or --kb, or [index] kb = ... in the config)")
@@ -193,7 +196,7 @@ class Components:
             raise IncompatibleIndexError(f"knowledge base {kb} has {len(store)} passages but "
                                          f"the index {self.index.path} was built from "
                                          f"{self.index.num_rows}")
-        recorded = (self.index.manifest["metadata"].get("kb") or {}).get("digest")
+        recorded = self.index.info.kb.get("digest")
         if recorded and recorded != store.digest:
             store.close()
             raise IncompatibleIndexError(

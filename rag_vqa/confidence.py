@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from retriever.errors import UserInputError
+
 __all__ = [
     "FEATURES",
     "Calibration",
@@ -94,14 +96,14 @@ class Calibration:
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown or not self.features or len(self.weights) != len(self.features):
-            raise ValueError(f"a calibration needs one weight per feature from {FEATURES}, got "
-                             f"features {self.features} and weights {self.weights}")
+            raise UserInputError(f"a calibration needs one weight per feature from {FEATURES}, got "
+                                 f"features {self.features} and weights {self.weights}")
 
     def __call__(self, features: Mapping[str, float]) -> float:
         missing = [f for f in self.features if f not in features]
         if missing:
-            raise ValueError(f"the calibration uses {missing}, which this answer lacks "
-                             "(was it fitted on a run with a reranker?)")
+            raise UserInputError(f"the calibration uses {missing}, which this answer lacks "
+                                 "(was it fitted on a run with a reranker?)")
         return _sigmoid(self.bias + sum(w * float(features[f])
                                         for w, f in zip(self.weights, self.features)))
 
@@ -116,15 +118,15 @@ class Calibration:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise ValueError(f"calibration file {path} does not exist") from exc
+            raise UserInputError(f"calibration file {path} does not exist") from exc
         except json.JSONDecodeError as exc:
-            raise ValueError(f"calibration file {path} is not valid JSON: {exc}") from exc
+            raise UserInputError(f"calibration file {path} is not valid JSON: {exc}") from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a rag-vqa calibration file (format {FORMAT})")
+            raise UserInputError(f"{path} is not a rag-vqa calibration file (format {FORMAT})")
         try:
             return cls(**data)
         except TypeError as exc:
-            raise ValueError(f"calibration file {path}: {exc}") from exc
+            raise UserInputError(f"calibration file {path}: {exc}") from exc
 
 
 def confidence(features: Mapping[str, float], calibration: Calibration | None = None) -> float:
@@ -144,13 +146,13 @@ def fit_calibration(rows: Sequence[Mapping[str, float]], correct: Sequence[bool]
     fitting and the weights mapped back, so the file holds weights on the raw features."""
     features = list(features)
     if len(rows) != len(correct):
-        raise ValueError(f"{len(rows)} feature rows but {len(correct)} labels")
+        raise UserInputError(f"{len(rows)} feature rows but {len(correct)} labels")
     if len(rows) < 2 or len(set(bool(c) for c in correct)) < 2:
-        raise ValueError("calibration needs at least one right and one wrong answer")
+        raise UserInputError("calibration needs at least one right and one wrong answer")
     missing = sorted({f for row in rows for f in features if f not in row})
     if missing:
-        raise ValueError(f"feature(s) {missing} missing from some answers; choose from "
-                         f"{sorted(set().union(*rows))}")
+        raise UserInputError(f"feature(s) {missing} missing from some answers; choose from "
+                             f"{sorted(set().union(*rows))}")
     x = np.array([[float(row[f]) for f in features] for row in rows], dtype=np.float64)
     y = np.array([1.0 if c else 0.0 for c in correct])
     mean, scale = x.mean(0), x.std(0)

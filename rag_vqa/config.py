@@ -25,36 +25,42 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from generator import GeneratorConfig
 from generator.tiny import TINY_GENERATOR_NAME
 from retriever import DEFAULT_QUERY_INSTRUCTION
+from retriever.dataconfig import check_keys, check_types
+from retriever.errors import UserError
 from retriever.index.params import check_search_params
 
+from .loading import DEFAULT_RETRIEVER
 from .reranking import AnswerSettings, RerankSettings
 from .sample_models import SAMPLE, sample_profile
 
 __all__ = ["RagConfig", "RetrieverSettings", "IndexSettings", "PROFILES", "ConfigError",
-           "load_config", "TINY", "SAMPLE", "AUTO"]
+           "load_config", "TINY", "SAMPLE", "AUTO", "DEFAULT_GENERATOR", "SMALL_GENERATOR"]
 
 TINY = "tiny"
 AUTO = "auto"                          # profile = "auto": see load_config
+# the profiles' hub models (the retriever's: rag_vqa.loading.DEFAULT_RETRIEVER)
+DEFAULT_GENERATOR = "llava-hf/llava-1.5-7b-hf"
+SMALL_GENERATOR = "HuggingFaceTB/SmolVLM-256M-Instruct"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration that cannot work; the message names the field and what is allowed."""
 
 
 @dataclass
 class RetrieverSettings:
-    model: str = "aimagelab/ReT-CLIP-ViT-L-14"
+    model: str = DEFAULT_RETRIEVER
     device: str | None = None
     dtype: str | None = None
     batch_size: int = 32
@@ -83,12 +89,10 @@ class IndexSettings:
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "default": {"retriever": {"model": "aimagelab/ReT-CLIP-ViT-L-14"},
-                "generator": {"model": "llava-hf/llava-1.5-7b-hf",
-                              "kind": "image-text-to-text"}},
-    "small": {"retriever": {"model": "aimagelab/ReT-CLIP-ViT-L-14"},
-              "generator": {"model": "HuggingFaceTB/SmolVLM-256M-Instruct",
-                            "kind": "image-text-to-text"}},
+    "default": {"retriever": {"model": DEFAULT_RETRIEVER},
+                "generator": {"model": DEFAULT_GENERATOR, "kind": "image-text-to-text"}},
+    "small": {"retriever": {"model": DEFAULT_RETRIEVER},
+              "generator": {"model": SMALL_GENERATOR, "kind": "image-text-to-text"}},
     # offline and real: ReT trained on the bundled sample + SmolLM2-135M (text only)
     SAMPLE: sample_profile(),
     TINY: {"retriever": {"model": TINY},
@@ -103,7 +107,7 @@ class RagConfig:
     retriever: RetrieverSettings = field(default_factory=RetrieverSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     generator: GeneratorConfig = field(
-        default_factory=lambda: GeneratorConfig(model="llava-hf/llava-1.5-7b-hf"))
+        default_factory=lambda: GeneratorConfig(model=DEFAULT_GENERATOR))
     # set by load_config: True when the file or the caller chose retriever.model; otherwise an
     # index's own retriever (recorded in its manifest) wins over the profile's default
     retriever_explicit: bool = field(default=False, metadata={"internal": True})
@@ -131,12 +135,7 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_keys(section: str, values: Mapping[str, Any], cls: type) -> None:
-    known = [f.name for f in fields(cls) if not f.metadata.get("internal")]
-    for key in values:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"
-            raise ConfigError(f"unknown option {section}{key!r}{hint}")
+    check_keys(values, cls, prefix=section, error=ConfigError)
 
 
 def _build(cls: type, section: str, values: Any) -> Any:
@@ -147,32 +146,8 @@ def _build(cls: type, section: str, values: Any) -> Any:
         obj = cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[{section}]: {exc}") from exc
-    for f in fields(cls):
-        _check_type(f"{section}.{f.name}", getattr(obj, f.name), str(f.type))
+    check_types(obj, prefix=f"{section}.", error=ConfigError)
     return obj
-
-
-_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,),
-                                       "str": (str,)}
-
-
-def _check_type(name: str, value: Any, annotation: str) -> None:
-    """The simple annotations config fields use (``int``, ``str | None``, ``dict[...]``)."""
-    kinds = [part.strip() for part in annotation.split("|")]
-    if value is None and "None" in kinds:
-        return
-    for kind in kinds:
-        if kind.startswith("dict") and isinstance(value, Mapping):
-            return
-        allowed = _TYPES.get(kind)
-        if allowed is None:
-            return  # a type this check does not describe: the dataclass validates it
-        if isinstance(value, allowed) and (kind in ("bool",) or not isinstance(value, bool)):
-            return
-    words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-             "None": "unset"}
-    wanted = " or ".join(words.get(k, "a table" if k.startswith("dict") else k) for k in kinds)
-    raise ConfigError(f"{name} must be {wanted}, got {value!r}")
 
 
 _PATH_FIELDS = (("index", "path"), ("index", "kb"), ("index", "images"),
@@ -241,10 +216,8 @@ def load_config(source: str | os.PathLike | Mapping[str, Any] | None = None,
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[generator]: {exc}") from exc
     answer = _build(AnswerSettings, "answer", merged.get("answer", {}))
-    if answer.cite:  # issue 15: the generator is asked for [1], [2] citations
-        from .citations import citing_prompt
-
-        generator_config.prompt = citing_prompt(generator_config.prompt)
+    if answer.cite or generator_config.prompt.cite:  # issue 15: [1], [2] asked and read back
+        answer.cite = generator_config.prompt.cite = True
     return RagConfig(profile=profile, k=k,
                      retriever=_build(RetrieverSettings, "retriever",
                                       merged.get("retriever", {})),

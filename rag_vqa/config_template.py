@@ -14,6 +14,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from retriever.errors import UserInputError
 from retriever.fileio import atomic_write_text
 
 from .config import PROFILES, RagConfig, load_config
@@ -76,6 +77,8 @@ COMMENTS: dict[str, str] = {
     "generator.prompt.max_prompt_tokens": "the whole prompt's budget (unset: the model's)",
     "generator.prompt.max_passages": "at most this many passages (unset: as many as fit)",
     "generator.prompt.use_chat_template": "false: plain completion text (causal-lm only)",
+    "generator.prompt.cite": "ask for [1], [2] citations (the same as answer.cite)",
+    "generator.prompt.cite_instruction": "what the model is told when asked to cite",
 }
 
 # values shown for options that are unset by default (TOML has no null)
@@ -166,7 +169,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _cmd_init(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.suffix.lower() != ".toml":
-        raise ValueError(f"{path}: configuration files are TOML; name it something.toml")
+        raise UserInputError(f"{path}: configuration files are TOML; name it something.toml")
     if path.exists() and not args.force:
         raise FileExistsError(f"{path} exists; pass --force to replace it")
     atomic_write_text(path, config_template(args.profile, args.index, args.kb))

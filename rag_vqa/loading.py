@@ -11,6 +11,7 @@ from retriever import CheckpointError, ProcessorLoadError, ReTRetriever
 from retriever.runtime import resolve_device, resolve_dtype
 from retriever.tiny import TINY_NAME, build_tiny_retriever
 
+from .notes import TINY_WARNING
 from .sample_models import SAMPLE, SAMPLE_RETRIEVER_DIR, SAMPLE_RETRIEVER_NAME
 
 __all__ = ["DEFAULT_RETRIEVER", "LoadedRetriever", "load_retriever", "TINY_WARNING",
@@ -19,8 +20,6 @@ __all__ = ["DEFAULT_RETRIEVER", "LoadedRetriever", "load_retriever", "TINY_WARNI
 logger = logging.getLogger(__name__)
 
 DEFAULT_RETRIEVER = "aimagelab/ReT-CLIP-ViT-L-14"
-TINY_WARNING = ("the tiny retriever is UNTRAINED (random weights): its rankings and scores are "
-                "meaningless and only show that the machinery works")
 # names that never go to the hub
 BUILTIN_RETRIEVERS = frozenset({"auto", "tiny", TINY_NAME, SAMPLE, SAMPLE_RETRIEVER_NAME})
 KINDS = ("tiny", "sample", "released", "checkpoint")

@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from generator import GeneratorConfig
 from generator.tiny import TINY_GENERATOR_NAME
 
-from .loading import LoadedRetriever
+if TYPE_CHECKING:  # loading imports this module for TINY_WARNING
+    from .loading import LoadedRetriever
 
-__all__ = ["TINY_NOTE", "SAMPLE_RETRIEVER_NOTE", "models_note", "generator_display_name"]
+__all__ = ["TINY_NOTE", "TINY_RETRIEVER_NOTE", "TINY_GENERATOR_NOTE", "TINY_WARNING",
+           "SAMPLE_RETRIEVER_NOTE", "NOT_RELEASED_NOTE", "models_note", "generator_display_name"]
 
 TINY_NOTE = ("answered by UNTRAINED tiny models (offline smoke run): the answer and the "
              "evidence ranking are meaningless")
+TINY_RETRIEVER_NOTE = "UNTRAINED tiny retriever: the evidence ranking is meaningless"
+TINY_GENERATOR_NOTE = "UNTRAINED tiny generator: the answer is meaningless"
+# what a loaded tiny retriever says on its own (retriever demo, index build, training)
+TINY_WARNING = ("the tiny retriever is UNTRAINED (random weights): its rankings and scores are "
+                "meaningless and only show that the machinery works")
 SAMPLE_RETRIEVER_NOTE = "ReT trained on the 30-flag sample"
+NOT_RELEASED_NOTE = "not the released ReT"
 _QUANT_SUFFIX = re.compile(r"[.-](?:I?Q\d\w*|F16|F32|BF16)$", re.IGNORECASE)
 
 
@@ -35,13 +44,13 @@ def models_note(retriever: LoadedRetriever, generator: GeneratorConfig) -> str:
         return TINY_NOTE
     parts = []
     if retriever.kind == "tiny":
-        parts.append("UNTRAINED tiny retriever: the evidence ranking is meaningless")
+        parts.append(TINY_RETRIEVER_NOTE)
     elif retriever.kind == "sample":
         parts.append(SAMPLE_RETRIEVER_NOTE)
     if tiny_generator:
-        parts.append("UNTRAINED tiny generator: the answer is meaningless")
+        parts.append(TINY_GENERATOR_NOTE)
     elif generator.kind == "causal-lm":
         parts.append(f"{generator_display_name(generator)} (text only)")
     if retriever.kind == "sample":
-        parts.append("not the released ReT")
+        parts.append(NOT_RELEASED_NOTE)
     return "; ".join(parts)

@@ -14,14 +14,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator import QAItem
+from generator import AnswerStream, GeneratedAnswer, QAItem
 from generator.postprocess import first_line
+from retriever.errors import UserInputError
 from retriever.images import ImageInput, load_image
+from retriever.index import Hit
+from retriever.processing_ret import query_text
 
 from .citations import parse_citations
 from .components import Components
@@ -79,21 +82,19 @@ class Answer:
         return asdict(self)
 
 
-class StreamingAnswer:
-    """Evidence at once (and which of it the prompt holds), then the answer text piece by
-    piece; ``result`` when done."""
+class StreamingAnswer(AnswerStream):
+    """The generator's stream (same shape: iterate for the text, ``passage_ids`` at once,
+    ``result`` when done) with the evidence shown at once; ``result`` is the :class:`Answer`."""
 
-    def __init__(self, evidence: list[Evidence], pieces: Iterator[str], finish,
-                 used_passages: Sequence[str] = ()) -> None:
+    def __init__(self, evidence: list[Evidence], pieces: Iterator[str],
+                 finish: Callable[[str], Answer], passage_ids: Sequence[str] = ()) -> None:
+        super().__init__(pieces, finish, passage_ids)
         self.evidence = evidence
-        self.used_passages = list(used_passages)
-        self._pieces = pieces
-        self._finish = finish
-        self.result: Answer | None = None
 
-    def __iter__(self) -> Iterator[str]:
-        yield from self._pieces
-        self.result = self._finish()
+    @property
+    def used_passages(self) -> list[str]:
+        """The Answer's name for ``passage_ids``: the evidence the prompt holds."""
+        return self.passage_ids
 
 
 class RagVQA:
@@ -109,13 +110,13 @@ class RagVQA:
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | Mapping[str, Any] | None = None,
-                    **overrides: Any) -> "RagVQA":
+                    **overrides: Any) -> RagVQA:
         return cls(load_config(source, **overrides))
 
     @classmethod
     def from_pretrained(cls, retriever: str | None = None, generator: str | None = None,
                         index: str | os.PathLike | None = None, *, kb: str | None = None,
-                        profile: str = "default", **options: Any) -> "RagVQA":
+                        profile: str = "default", **options: Any) -> RagVQA:
         """Build from model ids and an index folder; ``options`` are top-level config fields
         (``k``) or sections (``generator={"max_new_tokens": 16}``)."""
         overrides: dict[str, Any] = {"profile": profile, **options}
@@ -129,7 +130,7 @@ class RagVQA:
             overrides.setdefault("index", {})["kb"] = str(kb)
         return cls(load_config(None, **overrides))
 
-    def check(self) -> "RagVQA":
+    def check(self) -> RagVQA:
         """Load everything now and verify the index matches the retriever (fail fast)."""
         self.components.load_all()
         return self
@@ -158,12 +159,18 @@ class RagVQA:
             out["reranker"] = config["reranker"]
         if generation:
             out["generator"] = config["generator"]
+            if not config["generator"]["prompt"]["cite"]:  # older runs keep their identity
+                for key in ("cite", "cite_instruction"):
+                    config["generator"]["prompt"].pop(key)
             if config["answer"] != asdict(AnswerSettings()):
                 out["answer"] = config["answer"]
         return out
 
     # -- retrieval ----------------------------------------------------------------------------
-    def _evidence(self, hits) -> list[Evidence]:
+    def evidence_for(self, hits: Sequence[Hit]) -> list[Evidence]:
+        """Evidence for a ranking (index hits, best first): passages read from the knowledge
+        base, images resolved. Also for rankings made elsewhere (``eval run --rankings``);
+        KeyError names a passage the KB does not hold."""
         store = self.components.store
         passages = store.get_many([h.doc_id for h in hits])
         out = []
@@ -173,9 +180,10 @@ class RagVQA:
             except UnsafeImagePath as exc:  # e.g. a link out of the image root: no image shown
                 logger.warning("passage %s: %s", p.passage_id, exc)
                 path = None
-            out.append(Evidence(rank, p.passage_id, round(hit.score, 4), p.text, p.title,
-                                p.section, p.article_id, p.url, p.image,
-                                str(path) if path else None))
+            out.append(Evidence(rank=rank, passage_id=p.passage_id, score=round(hit.score, 4),
+                                text=p.text, title=p.title, section=p.section,
+                                article_id=p.article_id, url=p.url, image=p.image,
+                                image_path=str(path) if path else None))
         return out
 
     def _retrieve_many(self, images: Sequence[Any], questions: Sequence[str], k: int,
@@ -185,14 +193,14 @@ class RagVQA:
         retriever = self.components.retriever.model
         default = self.config.retriever.instruction
         instructions = instructions or [None] * len(questions)
-        texts = [_query_text(ins or default, q) for ins, q in zip(instructions, questions)]
+        texts = [query_text(ins or default, q) for ins, q in zip(instructions, questions)]
         t0 = time.perf_counter()
         features = retriever.encode_queries(texts, list(images),
                                             batch_size=self.config.retriever.batch_size)
         t1 = time.perf_counter()
         hits = index.search(features, k=k, **self.config.index.search)
         t2 = time.perf_counter()
-        evidence = [self._evidence(h) for h in hits]
+        evidence = [self.evidence_for(h) for h in hits]
         t3 = time.perf_counter()
         n = max(1, len(questions))
         return evidence, {"encode_query": (t1 - t0) / n, "search": (t2 - t1) / n,
@@ -215,6 +223,14 @@ class RagVQA:
                        ) -> list[list[Evidence]]:
         """Evidence for many (image, question) pairs; ``instructions`` replace the configured
         query instruction per item (ReT-M2KR data carries one per example)."""
+        return [ev for ev, _ in self.retrieve_stages(items, k, instructions)]
+
+    def retrieve_stages(self, items: Sequence[tuple[ImageInput, str]], k: int | None = None,
+                        instructions: Sequence[str | None] | None = None
+                        ) -> list[tuple[list[Evidence], dict[str, Any]]]:
+        """:meth:`retrieve_batch` with what the reranking stage saw, per item: ``candidates``
+        (every reranked candidate) and ``first_stage`` (the index's ranking), both empty when no
+        reranker is configured (``eval run --retrieval-only`` records them)."""
         instructions = list(instructions) if instructions else [None] * len(items)
         questions = [_question(q, allow_empty=bool(ins)) for (_, q), ins in zip(items,
                                                                                instructions)]
@@ -222,8 +238,8 @@ class RagVQA:
         evidence, timings = self._retrieve_many(images, questions,
                                                 self.reranking.retrieve_depth(k or self.config.k),
                                                 instructions)
-        evidence, _ = self._rerank_many(questions, images, evidence, k or self.config.k, timings)
-        return evidence
+        return list(zip(*self._rerank_many(questions, images, evidence, k or self.config.k,
+                                           timings)))
 
     def _rerank_many(self, questions: Sequence[str], images: Sequence[Any],
                      evidence: list[list[Evidence]], k: int, timings: dict[str, float]
@@ -242,6 +258,15 @@ class RagVQA:
         if self.reranking.settings.enabled:
             timings["rerank"] = (time.perf_counter() - t0) / max(1, len(questions))
         return shown, candidates
+
+    def _abstains(self, evidence: Sequence[Evidence]) -> bool:
+        """Whether the answer from this evidence abstains: its confidence is known before
+        generation (it comes from retrieval and reranking alone)."""
+        return self.reranking.abstains(self.reranking.confidence(evidence))
+
+    def _abstention(self) -> GeneratedAnswer:
+        """The generator's place in an answer that abstains: nothing was generated."""
+        return GeneratedAnswer(answer=self.config.answer.abstain_text, raw="", prompt="")
 
     def _judged(self, answer: Answer) -> Answer:
         """Citations, confidence and abstention (issue 15) on a generated answer."""
@@ -298,23 +323,25 @@ class RagVQA:
         evidence, candidates = self._rerank_many(
             [q for _, _, q in ready], [image for _, image, _ in ready], evidence,
             k or self.config.k, timings)
-        outputs = []
         t0 = time.perf_counter()
-        if ready:
-            outputs = self.components.generator.answer_batch(
-                [QAItem(q, image, ev) for (_, image, q), ev in zip(ready, evidence)],
+        asked = [j for j, ev in enumerate(evidence) if not self._abstains(ev)]
+        outputs = [self._abstention()] * len(ready)
+        if asked:  # an answer that abstains is not generated (as when streaming)
+            generated = self.components.generator.answer_batch(
+                [QAItem(ready[j][2], ready[j][1], evidence[j]) for j in asked],
                 batch_size=batch_size, max_new_tokens=max_new_tokens)
+            for j, out in zip(asked, generated, strict=True):
+                outputs[j] = out
         generate = (time.perf_counter() - t0) / max(1, len(ready))
         total = (time.perf_counter() - start) / max(1, len(items))
         note, models = self.note, self._models()
         answers: list[Answer | None] = [None] * len(items)
         for (i, _, q), ev, cands, out in zip(ready, evidence, candidates, outputs):
-            answers[i] = self._judged(Answer(
-                q, out.answer, out.raw, out.prompt, ev, list(out.passage_ids),
-                {**timings, "generate": generate, "total": total}, models, note, out.error,
-                **cands))
+            answers[i] = self._judged(_answer(
+                q, models, note, out, ev, {**timings, "generate": generate, "total": total},
+                cands))
         for i, (question, error) in failed.items():
-            answers[i] = Answer(question, "", "", "", [], [], {}, models, note, error)
+            answers[i] = _answer(question, models, note, error=error)
         return answers  # type: ignore[return-value]
 
     def stream(self, image: ImageInput, question: str, k: int | None = None,
@@ -327,16 +354,19 @@ class RagVQA:
         evidence, candidates = self._rerank_many([question], [image], evidence,
                                                  k or self.config.k, timings)
         t0 = time.perf_counter()
-        stream = self.components.generator.stream(question, image, evidence[0],
-                                                  max_new_tokens=max_new_tokens)
+        if self._abstains(evidence[0]):  # decided before any token: the model is not run
+            text = self.config.answer.abstain_text
+            stream = AnswerStream(iter([text]), lambda _: self._abstention())
+        else:
+            stream = self.components.generator.stream(question, image, evidence[0],
+                                                      max_new_tokens=max_new_tokens)
 
-        def finish() -> Answer:
+        def finish(_: str) -> Answer:
             out = stream.result
             now = time.perf_counter()
-            return self._judged(Answer(
-                question, out.answer, out.raw, out.prompt, evidence[0], list(out.passage_ids),
-                {**timings, "generate": now - t0, "total": now - start}, self._models(),
-                self.note, out.error, **candidates[0]))
+            return self._judged(_answer(
+                question, self._models(), self.note, out, evidence[0],
+                {**timings, "generate": now - t0, "total": now - start}, candidates[0]))
 
         return StreamingAnswer(evidence[0], iter(stream), finish, stream.passage_ids)
 
@@ -347,11 +377,18 @@ class RagVQA:
         return [root] if root else []
 
 
-def _query_text(instruction: str | None, question: str) -> str:
-    """instruction + " " + question, as ReT was trained (spec section 5)."""
-    if not question:
-        return instruction or ""
-    return f"{instruction} {question}" if instruction else question
+def _answer(question: str, models: dict[str, str], note: str, out: GeneratedAnswer | None = None,
+            evidence: list[Evidence] | None = None, timings: dict[str, float] | None = None,
+            candidates: Mapping[str, Any] | None = None, error: str | None = None) -> Answer:
+    """The one place an Answer is made: from the generator's output, or (``out`` None) for an
+    item that could not be answered (``error``)."""
+    if out is None:
+        return Answer(question=question, answer="", raw="", prompt="", evidence=[],
+                      models=models, note=note, error=error)
+    return Answer(question=question, answer=out.answer, raw=out.raw, prompt=out.prompt,
+                  evidence=evidence or [], used_passages=list(out.passage_ids),
+                  timings=timings or {}, models=models, note=note, error=out.error,
+                  **(candidates or {}))
 
 
 def _question(question: str | None, allow_empty: bool = False) -> str:
@@ -360,7 +397,7 @@ def _question(question: str | None, allow_empty: bool = False) -> str:
     if question is None and allow_empty:
         return ""
     if not isinstance(question, str):
-        raise ValueError(f"the question must be text, got {type(question).__name__}")
+        raise UserInputError(f"the question must be text, got {type(question).__name__}")
     if not question.strip() and not allow_empty:
-        raise ValueError("the question is empty")
+        raise UserInputError("the question is empty")
     return question.strip()

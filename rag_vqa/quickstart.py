@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retriever.index.storage import read_manifest as read_index_manifest
+from retriever.index import MultiVectorIndex
 
+from .components import index_metadata
 from .config import PROFILES, SAMPLE, TINY, RagConfig, load_config
 from .indexing import build_index
 from .kb import PassageStore, import_kb
 from .loading import load_retriever
+from .notes import TINY_NOTE
 from .pipeline import Answer, RagVQA
 from .sample_models import sample_available
 from .samples import SAMPLE_KB, question_image, sample_passages, sample_questions
@@ -69,9 +71,8 @@ def choose_profile(requested: str = "auto") -> tuple[str, str]:
     if sample_missing is None:
         return SAMPLE, (f"{missing}: running the offline `sample` profile. `rag-vqa quickstart "
                         "--profile default` downloads the released models (~15 GB).")
-    return TINY, (f"{missing} and {sample_missing}: running the UNTRAINED tiny models, whose "
-                  "answers are meaningless. Run `rag-vqa quickstart --profile default` "
-                  "(downloads ~15 GB) for real answers.")
+    return TINY, (f"{missing} and {sample_missing}: running the tiny profile, {TINY_NOTE}. Run "
+                  "`rag-vqa quickstart --profile default` (downloads ~15 GB) for real answers.")
 
 
 def _slug(name: str) -> str:
@@ -88,7 +89,7 @@ def _kb_ready(folder: Path) -> bool:
 
 def _index_ready(folder: Path) -> bool:
     try:
-        read_index_manifest(folder)  # the index's load verifies the rest
+        MultiVectorIndex.read_info(folder)  # the index's load verifies the rest
         return True
     except (OSError, ValueError):
         return False
@@ -98,7 +99,7 @@ def _built_from(index: Path, kb: Path) -> bool:
     """Whether the cached index was built from this very KB (a re-import changes its digest)."""
     with PassageStore.open(kb, verify="none") as store:
         digest = store.digest
-    recorded = read_index_manifest(index)["metadata"].get("kb") or {}
+    recorded = index_metadata(index).get("kb") or {}
     return recorded.get("digest") == digest
 
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from retriever.errors import UserError, UserInputError
 from retriever.fileio import file_digest, path_kind
 
 from .cli_args import non_negative_float, positive_int
@@ -56,15 +57,15 @@ PROBE_SECONDS = 5.0
 CHECK_SECONDS = 600.0      # the up-front check hashes the KB once per node
 
 
-class RayUnavailableError(ValueError):
+class RayUnavailableError(UserError, ValueError):
     """Ray is not installed, or the cluster at the address cannot be reached."""
 
 
-class SharedStorageError(ValueError):
+class SharedStorageError(UserError, ValueError):
     """A node cannot see a file the job reads, or sees another copy of it."""
 
 
-class WorkerSetupError(ValueError):
+class WorkerSetupError(UserError, ValueError):
     """A Ray worker could not set itself up (load its models, match the driver's)."""
 
 
@@ -85,9 +86,9 @@ class RayOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or int(value) != value
                                       or value < 1):
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+                raise UserInputError(f"{name} must be a whole number >= 1, got {value!r}")
         if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
-            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker!r}")
+            raise UserInputError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker!r}")
 
     @classmethod
     def of(cls, value: RayOptions | str | None) -> RayOptions | None:
@@ -130,7 +131,7 @@ def parse_address(text: str) -> str:
     value = str(text).strip()
     if value in ("local", "auto") or _host_port(value) is not None:
         return value
-    raise ValueError(f"--ray: expected {ADDRESS_HELP}; got {text!r}")
+    raise UserInputError(f"--ray: expected {ADDRESS_HELP}; got {text!r}")
 
 
 def _ray_address(text: str) -> str:
@@ -166,7 +167,7 @@ def options_from_args(args: argparse.Namespace) -> RayOptions | None:
              if value is not None]
     if args.ray is None:
         if extra:
-            raise ValueError(f"{', '.join(extra)} only apply with --ray ADDRESS")
+            raise UserInputError(f"{', '.join(extra)} only apply with --ray ADDRESS")
         return None
     return RayOptions(args.ray, args.ray_workers, args.gpus_per_worker, args.cpus_per_worker,
                       quiet=getattr(args, "verbose", 0) == 0)
@@ -278,7 +279,7 @@ def plan_workers(options: RayOptions, decode_per_worker: int = 0) -> WorkerPlan:
         message = (f"the Ray workers do not fit ({'; '.join(short)}): pass fewer --ray-workers "
                    "or smaller --gpus-per-worker / --cpus-per-worker")
         if options.address == "local":
-            raise ValueError(message)
+            raise UserInputError(message)
         logger.warning("%s (waiting for an autoscaler to add nodes)", message)
     return plan
 

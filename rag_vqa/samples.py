@@ -18,6 +18,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from retriever.fileio import read_jsonl_records
+
 __all__ = ["SAMPLE_KB", "FLAGS", "SamplePassage", "SampleQuestion", "draw_flag",
            "photo_of_flag", "question_image", "sample_passages", "sample_questions",
            "write_sample_images"]
@@ -135,11 +137,11 @@ class SamplePassage:
 def sample_passages(folder: Path = SAMPLE_KB) -> list[SamplePassage]:
     """The bundled passages, read from their ReT JSONL file."""
     out = []
-    for line in (folder / "passages.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            out.append(SamplePassage(row["passage_id"], row["title"], row["passage_text"],
-                                     folder / row["passage_image_path"]))
+    for number, row, error in read_jsonl_records(folder / "passages.jsonl"):
+        if error is not None:
+            raise ValueError(f"{folder / 'passages.jsonl'}:{number}: {error}")
+        out.append(SamplePassage(row["passage_id"], row["title"], row["passage_text"],
+                                 folder / row["passage_image_path"]))
     return out
 
 

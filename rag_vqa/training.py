@@ -8,23 +8,32 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sys
-import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import torch
 
 from retriever import ReTRetriever
-from retriever.fileio import DIGEST, atomic_write_json, file_digest
+from retriever.dataconfig import check_keys
+from retriever.errors import UserInputError
+from retriever.fileio import DIGEST, atomic_write_json, file_digest, replace_folder
 from retriever.sharing import TRAINING_FILE
-from retriever.training import (JsonlPassages, ReTTrainer, TrainConfig, TrainingDataError,
-                                TrainPassage, TrainResult, latest_checkpoint, load_train_queries,
-                                read_jsonl_rows)
+from retriever.training import (
+    JsonlPassages,
+    ReTTrainer,
+    TrainConfig,
+    TrainingDataError,
+    TrainPassage,
+    TrainResult,
+    latest_checkpoint,
+    load_train_queries,
+    read_jsonl_rows,
+)
 
 from . import __version__
 from .kb.manifest import MANIFEST_NAME
@@ -119,19 +128,19 @@ def load_job(path: str | Path | None, overrides: Mapping[str, Any]) -> TrainJob:
             with open(path, "rb") as handle:
                 values = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: invalid TOML ({exc})") from exc
-    known = {f.name for f in fields(TrainJob)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+            raise UserInputError(f"{path}: invalid TOML ({exc})") from exc
+    try:
+        check_keys(values, TrainJob, what="key")
+    except ValueError as exc:
+        raise UserInputError(f"{path}: {exc}") from None
     train = dict(values.pop("train", {}) or {})
     train.update({k: v for k, v in (overrides.get("train") or {}).items() if v is not None})
     values.update({k: v for k, v in overrides.items() if k != "train" and v is not None})
     for key in ("queries", "passages"):
         if not values.get(key):
-            raise ValueError(f"training needs {key} (--{key} or `{key} = ...` in the config)")
+            raise UserInputError(f"training needs {key} (--{key} or `{key} = ...` in the config)")
     job = TrainJob(**values, train=train)
-    job.config  # validate now, not after the models are loaded
+    _ = job.config  # validate now, not after the models are loaded
     return job
 
 
@@ -209,7 +218,6 @@ def _save_final(trainer: ReTTrainer, folder: Path, record: dict[str, Any]) -> Pa
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         atomic_write_json(tmp / TRAINING_FILE, record, default=str)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        replace_folder(tmp, folder)
     trainer.accelerator.wait_for_everyone()
     return folder

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .errors import UserError
+from .fileio import atomic_write, atomic_write_text
 from .hub import HubUnavailableError, hub_access
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "load_mapped_tensors",
     "save_sharded_safetensors",
     "resolve_pretrained_dir",
-    "atomic_write_text",
 ]
 
 SAFE_WEIGHTS = "model.safetensors"
@@ -39,7 +38,7 @@ BIN_INDEX = "pytorch_model.bin.index.json"
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be found, read or matched to the model."""
 
 
@@ -165,31 +164,6 @@ def load_mapped_tensors(model: nn.Module, mapping: dict[str, str],
                               + "\n  - ".join(problems))
 
 
-def _atomic_replace(final: Path, write: Callable[[str], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file via a temporary file and rename, so readers never see half a file."""
-    final = Path(path)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    _atomic_replace(final, write)
-
-
 def save_sharded_safetensors(state: dict[str, torch.Tensor], folder: str | os.PathLike,
                              max_shard_bytes: int = 5 * 1024**3) -> list[str]:
     """Write ``state`` as model.safetensors, or as numbered shards plus an index when larger than
@@ -210,13 +184,14 @@ def save_sharded_safetensors(state: dict[str, torch.Tensor], folder: str | os.Pa
     else:
         names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     for name, shard in zip(names, shards):
-        _atomic_replace(folder / name,
-                        lambda tmp, shard=shard: save_file(shard, tmp, metadata={"format": "pt"}))
+        atomic_write(folder / name,
+                     lambda tmp, shard=shard: save_file(shard, tmp, metadata={"format": "pt"}))
     if len(shards) > 1:
         weight_map = {key: name for name, shard in zip(names, shards) for key in shard}
         total = sum(t.numel() * t.element_size() for s in shards for t in s.values())
         atomic_write_text(folder / SAFE_INDEX, json.dumps(
-            {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2, sort_keys=True))
+            {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2,
+            sort_keys=True))
     keep = set(names) | ({SAFE_INDEX} if len(shards) > 1 else set())
     for stale in list(folder.glob("model*.safetensors")) + [folder / SAFE_INDEX]:
         if stale.name not in keep and stale.exists():
@@ -241,8 +216,12 @@ def resolve_pretrained_dir(name_or_path: str | os.PathLike, *, revision: str | N
         raise CheckpointError(f"no such checkpoint folder: {name}")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
-        HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
-        RevisionNotFoundError)
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         local_files_only = hub_access(name, "ReT retriever", revision=revision,

@@ -14,6 +14,8 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
+from .errors import UserError
+
 __all__ = [
     "LAYER_STRATEGIES",
     "ReTConfig",
@@ -22,7 +24,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value that cannot describe a valid ReT model."""
 
 
@@ -56,8 +58,10 @@ def _backbone_config(value: Any, field: str) -> PretrainedConfig | None:
         try:
             return AutoConfig.for_model(model_type, **value)
         except ValueError as exc:
-            raise ConfigError(f"{field}: unknown backbone model_type {model_type!r}: {exc}") from exc
-    raise ConfigError(f"{field} must be a dict or a transformers config, got {type(value).__name__}")
+            raise ConfigError(f"{field}: unknown backbone model_type {model_type!r}: "
+                              f"{exc}") from exc
+    raise ConfigError(f"{field} must be a dict or a transformers config, "
+                      f"got {type(value).__name__}")
 
 
 def _normalise_strategy(strategy: Any) -> str | dict[str, list[int]]:
@@ -75,9 +79,9 @@ def _normalise_strategy(strategy: Any) -> str | dict[str, list[int]]:
             raise ConfigError("an explicit layer_strategy needs integer lists under 'text' and "
                               f"'vision', got {dict(strategy)!r}") from exc
         if not text or len(text) != len(vision):
-            raise ConfigError("explicit layer_strategy: 'text' and 'vision' must be non-empty and of "
-                              f"the same length (one pair per recurrence step), got {len(text)} and "
-                              f"{len(vision)}")
+            raise ConfigError("explicit layer_strategy: 'text' and 'vision' must be non-empty "
+                              "and of the same length (one pair per recurrence step), got "
+                              f"{len(text)} and {len(vision)}")
         if min(text + vision) < 0:
             raise ConfigError("explicit layer_strategy: layer indices must be >= 0 (they index "
                               "hidden_states[1:], the embedding output is never used)")
@@ -235,7 +239,8 @@ class ReTRetrieverConfig(PretrainedConfig):
         self.passage_config.validate_backbones()
         if self.query_config.output_dim != self.passage_config.output_dim:
             raise ConfigError("query and passage towers must project to the same size, got "
-                              f"{self.query_config.output_dim} and {self.passage_config.output_dim}")
+                              f"{self.query_config.output_dim} and "
+                              f"{self.passage_config.output_dim}")
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

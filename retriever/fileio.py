@@ -1,9 +1,12 @@
 """How this project writes and reads its own files, in one place.
 
 - Atomic writes (temporary file in the same folder, fsync, rename, fsync of the folder): a reader
-  sees the old file or the complete new one, never half of either, even after ``kill -9``.
+  sees the old file or the complete new one, never half of either, even after ``kill -9``. Text,
+  JSON and bytes; a file filled over time (:func:`temp_beside` then :func:`publish`); a whole
+  folder staged beside its place (:func:`replace_folder`). Durable (fsynced) unless told not.
 - Fast content digests (xxh3-128 over the file's bytes, ~20 GB/s): cheap enough to verify every
-  array of a million-document index each time it is loaded.
+  array of a million-document index each time it is loaded; sha256 (:func:`sha256_hex`) where a
+  format recorded it before.
 - Sealed manifests: a JSON manifest carries the digest of its own canonical form, so an edit to any
   field (``method``, ``counts``, a file's digest) is detected like a flipped bit in an array.
 - Careful JSON records: user files may hold a byte-order mark, nesting deep enough to crash the
@@ -16,10 +19,12 @@ The lowest layer of the project: ``retriever``, ``rag_vqa``, ``generator`` and `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
 import re
+import shutil
 import stat
 import sys
 import tempfile
@@ -29,9 +34,12 @@ from typing import Any
 
 import xxhash
 
+from .errors import UserError
+
 __all__ = [
     "DIGEST", "CorruptFileError", "JSONRecordError", "atomic_write", "atomic_write_bytes",
-    "atomic_write_text", "atomic_write_json", "file_digest", "bytes_digest", "canonical_json",
+    "atomic_write_text", "atomic_write_json", "temp_beside", "publish", "replace_folder",
+    "file_digest", "bytes_digest", "sha256_hex", "canonical_json",
     "seal", "check_seal", "SEAL_KEY", "loads_record", "path_kind", "require_file",
     "read_jsonl_records", "check_json_value", "loads_json", "MAX_JSON_DEPTH", "TOO_LONG_NUMBER",
 ]
@@ -41,11 +49,11 @@ SEAL_KEY = "manifest_digest"  # the key a sealed manifest keeps its own digest u
 _CHUNK = 64 << 20
 
 
-class CorruptFileError(ValueError):
+class CorruptFileError(UserError, ValueError):
     """A file of ours whose content no longer matches what was recorded when it was written."""
 
 
-class JSONRecordError(ValueError):
+class JSONRecordError(UserError, ValueError):
     """One JSON record that cannot be used; ``field`` is the offending key path (or None)."""
 
     def __init__(self, reason: str, field: str | None = None) -> None:
@@ -69,25 +77,77 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], Any], *,
-                 durable: bool = True) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
-
-    ``durable`` fsyncs the file and the folder, so the rename survives a power cut."""
+def temp_beside(path: str | os.PathLike) -> Path:
+    """A new empty temporary file in ``path``'s folder (same filesystem, so a rename is atomic),
+    hidden and ending in ``.tmp`` so that cleaners and copies skip it."""
     final = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
+    return Path(tmp)
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike, *, durable: bool = True) -> Path:
+    """Rename the complete file ``tmp`` (from :func:`temp_beside`) to ``path``.
+
+    ``durable`` fsyncs the file first and the folder after, so the rename survives a power cut."""
+    final = Path(path)
+    if durable:
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+    os.replace(tmp, final)
+    if durable:
+        _fsync_dir(final.parent)
+    return final
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any], *,
+                 durable: bool = True) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place
+    (see :func:`publish`); a failed write leaves ``path`` as it was and no temporary file."""
+    tmp = temp_beside(path)
     try:
-        write(tmp)
-        if durable:
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        os.replace(tmp, final)
+        write(str(tmp))
+        return publish(tmp, path, durable=durable)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_tree(folder: Path) -> None:
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+        _fsync_dir(Path(root))
+
+
+def replace_folder(staged: str | os.PathLike, path: str | os.PathLike, *,
+                   durable: bool = True) -> Path:
+    """Put the complete folder ``staged`` (written beside ``path``, same filesystem) at ``path``,
+    replacing what was there: the old folder is renamed aside, then removed. Readers see the old
+    folder or the new one, never a mix; ``durable`` fsyncs every file and folder first."""
+    staged, final = Path(staged), Path(path)
+    if durable:
+        _fsync_tree(staged)
+    old = final.with_name(f".{final.name}.{os.getpid()}-{os.urandom(4).hex()}.old")
+    had_old = final.exists() or final.is_symlink()
+    if had_old:
+        os.replace(final, old)
+    try:
+        os.replace(staged, final)
+    except BaseException:
+        if had_old:
+            os.replace(old, final)
         raise
     if durable:
         _fsync_dir(final.parent)
+    if had_old:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
     return final
 
 
@@ -114,6 +174,12 @@ def atomic_write_json(path: str | os.PathLike, data: Any, *, durable: bool = Tru
 
 def bytes_digest(data: bytes | memoryview) -> str:
     return xxhash.xxh3_128(data).hexdigest()
+
+
+def sha256_hex(data: bytes | str) -> str:
+    """sha256 (hex) of bytes, or of a string's UTF-8: for the fingerprints that were recorded
+    with sha256 before xxh3 (a retriever's configuration, a KB source's first MiB)."""
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 
 
 def file_digest(path: str | os.PathLike, progress: Callable[[int], Any] | None = None) -> str:

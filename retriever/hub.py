@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+from .errors import UserError
+
 __all__ = ["HubUnavailableError", "hub_access", "is_cached", "looks_like_hub_id", "probe_hub",
            "PROBE_TIMEOUT"]
 
@@ -22,7 +24,7 @@ PROBE_TIMEOUT = 4.0
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-class HubUnavailableError(RuntimeError):
+class HubUnavailableError(UserError, RuntimeError):
     """A hub model that is not in the local cache while the hub cannot be reached."""
 
 

@@ -16,22 +16,23 @@ import io
 import os
 import stat
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import UserError
 from .fileio import path_kind
 
 __all__ = ["ImageInput", "ImageLoadError", "DEFAULT_MAX_PIXELS", "load_image", "to_rgb"]
 
-ImageInput = Union[Image.Image, str, os.PathLike, bytes, bytearray, None]
+ImageInput = Image.Image | str | os.PathLike | bytes | bytearray | None
 
 # Same default as Pillow's own guard; images above this are refused before decoding.
 DEFAULT_MAX_PIXELS = 89_478_485
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(UserError, ValueError):
     """An image that cannot be used; ``source`` names the file (or input) and ``reason`` why."""
 
     def __init__(self, source: str, reason: str) -> None:

@@ -29,8 +29,8 @@ def late_interaction_scores(queries: torch.Tensor, passages: torch.Tensor) -> to
 
 def label_ids(labels: Sequence[str]) -> torch.Tensor:
     """Stable int64 ids for string labels (passage / entity ids), identical in every process."""
-    return torch.tensor([int.from_bytes(hashlib.sha1(str(l).encode()).digest()[:8], "little",
-                                        signed=True) for l in labels], dtype=torch.long)
+    return torch.tensor([int.from_bytes(hashlib.sha1(str(label).encode()).digest()[:8], "little",
+                                        signed=True) for label in labels], dtype=torch.long)
 
 
 def _soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

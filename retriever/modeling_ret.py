@@ -142,7 +142,8 @@ class ReTCell(nn.Module):
 
 def _cross(attn: PackedAttention, x: torch.Tensor, norm: nn.LayerNorm, kv: torch.Tensor | None,
            key_mask: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor:
-    """Cross-attention of the queries x (B, k, d) to kv, for the rows that have kv; zeros elsewhere."""
+    """Cross-attention of the queries x (B, k, d) to kv, for the rows that have kv; zeros
+    elsewhere."""
     if rows is None:
         return attn(x, norm(kv), key_padding_mask=key_mask)
     out = x.new_zeros(x.shape)
@@ -192,7 +193,7 @@ class BackboneStates:
         return tuple(states[i][lo:hi] for i in layers), present[start:stop]
 
     def select(self, text_layers: tuple[int, ...], vision_layers: tuple[int, ...],
-               rows: slice = slice(None)) -> "BackboneStates":
+               rows: slice = slice(None)) -> BackboneStates:
         text, text_rows = self._take(self.text, self.text_rows, text_layers, rows)
         vision, vision_rows = self._take(self.vision, self.vision_rows, vision_layers, rows)
         return BackboneStates(text, vision, self.attention_mask[rows], text_rows, vision_rows)
@@ -219,7 +220,8 @@ def run_backbones(text_model: nn.Module, vision_model: nn.Module, input_ids: tor
                                 output_hidden_states=True).hidden_states[1:])
     if vision_rows is None or bool(vision_rows.any()):
         pixels = pixel_values if vision_rows is None else pixel_values[vision_rows]
-        vision = tuple(vision_model(pixel_values=pixels, output_hidden_states=True).hidden_states[1:])
+        vision = tuple(vision_model(pixel_values=pixels,
+                                    output_hidden_states=True).hidden_states[1:])
     return BackboneStates(text, vision, attention_mask, text_rows, vision_rows)
 
 
@@ -236,7 +238,8 @@ class ReTEncoder(nn.Module):
         super().__init__()
         config.validate_backbones()
         self.config = config
-        self.text_model = text_model if text_model is not None else build_backbone(config.text_config)
+        self.text_model = (text_model if text_model is not None
+                           else build_backbone(config.text_config))
         self.vision_model = (vision_model if vision_model is not None
                              else build_backbone(config.vision_config))
         d, steps = config.hidden_size, config.num_steps
@@ -253,7 +256,7 @@ class ReTEncoder(nn.Module):
         self.text_model.requires_grad_(not self.config.is_text_frozen)
         self.vision_model.requires_grad_(not self.config.is_vision_frozen)
 
-    def train(self, mode: bool = True) -> "ReTEncoder":
+    def train(self, mode: bool = True) -> ReTEncoder:
         """Frozen backbones stay in eval mode (no dropout) while the head trains."""
         super().train(mode)
         if self.config.is_text_frozen:

@@ -8,7 +8,6 @@ under ``query_model``), plus the tokenizer and image processor so the folder sta
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -23,13 +22,25 @@ import xxhash
 from torch import nn
 
 from .checkpoint import (
-    CheckpointError, atomic_write_text, iter_checkpoint_tensors, load_mapped_tensors,
-    resolve_pretrained_dir, save_sharded_safetensors, tower_key_map)
+    CheckpointError,
+    iter_checkpoint_tensors,
+    load_mapped_tensors,
+    resolve_pretrained_dir,
+    save_sharded_safetensors,
+    tower_key_map,
+)
 from .configuration_ret import ConfigError, ReTRetrieverConfig
 from .encoding import encode_items
+from .fileio import atomic_write_text, sha256_hex
 from .images import ImageInput
 from .modeling_ret import BackboneStates, ReTEncoder, present_rows, run_backbones
-from .processing_ret import ProcessorLoadError, ReTInputs, ReTProcessor
+from .processing_ret import (
+    DEFAULT_QUERY_INSTRUCTION,
+    ProcessorLoadError,
+    ReTInputs,
+    ReTProcessor,
+    query_text,
+)
 from .runtime import resolve_device, resolve_dtype
 
 __all__ = ["ReTRetriever", "RetrieverOutput", "DEFAULT_QUERY_INSTRUCTION"]
@@ -37,9 +48,6 @@ __all__ = ["ReTRetriever", "RetrieverOutput", "DEFAULT_QUERY_INSTRUCTION"]
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
-# The instruction ReT-M2KR pairs with InfoSeek/E-VQA-style questions (spec section 5).
-DEFAULT_QUERY_INSTRUCTION = ("Retrieve documents that provide an answer to the question alongside "
-                             "the image:")
 
 
 def _skip_weight_init() -> contextlib.AbstractContextManager:
@@ -69,7 +77,7 @@ def _weights_digest(state: Mapping[str, torch.Tensor]) -> str:
     digest = xxhash.xxh3_128()
     for key in sorted(state):
         tensor = state[key].detach().to("cpu", torch.float32).contiguous()
-        digest.update(f"{key}:{tuple(tensor.shape)};".encode("utf-8"))
+        digest.update(f"{key}:{tuple(tensor.shape)};".encode())
         digest.update(np.ascontiguousarray(tensor.numpy()).view(np.uint8))
     return digest.hexdigest()
 
@@ -188,7 +196,7 @@ class ReTRetriever(nn.Module):
             return value
 
         canonical = json.dumps(clean(self.config.to_dict()), sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return sha256_hex(canonical)
 
     def _weights_state(self) -> tuple:
         return tuple((p.data_ptr(), p._version) for p in self.parameters())
@@ -215,11 +223,12 @@ class ReTRetriever(nn.Module):
                             source=str(folder), fixed=self.released_key_map(fixed_buffers=True))
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+    def from_pretrained(cls, name_or_path: str | os.PathLike,
+                        device: str | torch.device | None = None,
                         dtype: str | torch.dtype | None = None, *, revision: str | None = None,
                         cache_dir: str | None = None, local_files_only: bool = False,
                         token: str | bool | None = None, load_processor: bool = True
-                        ) -> "ReTRetriever":
+                        ) -> ReTRetriever:
         """Load a released ReT checkpoint (hub id or folder) or one of our saves.
 
         ``device`` defaults to CPU and ``dtype`` to float32; pass e.g. ``device="cuda",
@@ -343,13 +352,15 @@ class ReTRetriever(nn.Module):
                                enc_d.head(p_states, p.text_mask, p.image_mask))
 
     # -- lists in, features out ----------------------------------------------------------------
-    def encode_queries(self, texts: Sequence[str | None], images: Sequence[ImageInput] | None = None,
+    def encode_queries(self, texts: Sequence[str | None],
+                       images: Sequence[ImageInput] | None = None,
                        *, batch_size: int = 32, instruction: str | None = None,
                        show_progress: bool | None = None) -> torch.Tensor:
         """Query features (N, 32, 128), float32 on CPU. Texts are used as given; pass
-        ``instruction`` (e.g. DEFAULT_QUERY_INSTRUCTION) to prefix it as ReT was trained."""
+        ``instruction`` (e.g. DEFAULT_QUERY_INSTRUCTION) to prefix it as ReT was trained
+        (:func:`~retriever.processing_ret.query_text`)."""
         if instruction:
-            texts = [f"{instruction} {t}" if t else instruction for t in texts]
+            texts = [query_text(instruction, t) for t in texts]
         return encode_items(self.query_encoder, self.processor("query"), texts, images,
                             batch_size=batch_size, show_progress=show_progress,
                             desc="encoding queries")

@@ -19,19 +19,33 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, PretrainedConfig
 
+from .errors import UserError
 from .hub import HubUnavailableError, hub_access
 from .images import DEFAULT_MAX_PIXELS, ImageInput, load_image
 
-__all__ = ["ReTInputs", "ReTProcessor", "ProcessorLoadError", "MISSING_IMAGE_SIZE"]
+__all__ = ["ReTInputs", "ReTProcessor", "ProcessorLoadError", "MISSING_IMAGE_SIZE",
+           "DEFAULT_QUERY_INSTRUCTION", "query_text"]
 
 logger = logging.getLogger(__name__)
 
 MISSING_IMAGE_SIZE = 336
+# The instruction ReT-M2KR pairs with InfoSeek/E-VQA-style questions (spec section 5).
+DEFAULT_QUERY_INSTRUCTION = ("Retrieve documents that provide an answer to the question alongside "
+                             "the image:")
+
+
+def query_text(instruction: str | None, question: str | None) -> str:
+    """The text of a query as ReT was trained: instruction + " " + question (spec section 5).
+
+    The one place that joins them, for the training data, the retriever and the pipeline alike,
+    so the text a model was trained on is the text it is queried with: both parts are stripped
+    and an empty or missing part is left out (no stray space)."""
+    return " ".join(part.strip() for part in (instruction, question) if part and part.strip())
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 _IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 
 
-class ProcessorLoadError(RuntimeError):
+class ProcessorLoadError(UserError, RuntimeError):
     """The tokenizer or image processor of a checkpoint cannot be found or read."""
 
 
@@ -48,7 +62,7 @@ class ReTInputs:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "ReTInputs":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ReTInputs:
         """Move to ``device``; pixel values and modality masks take the model's float dtype."""
         def cast(t: torch.Tensor) -> torch.Tensor:
             return t.to(device=device, dtype=dtype) if dtype is not None else t.to(device)
@@ -59,13 +73,13 @@ class ReTInputs:
     def as_kwargs(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def rows(self, index: Sequence[int] | torch.Tensor) -> "ReTInputs":
+    def rows(self, index: Sequence[int] | torch.Tensor) -> ReTInputs:
         """A sub-batch (text padding beyond the sub-batch's longest text is kept: harmless)."""
         index = torch.as_tensor(index, dtype=torch.long)
         return ReTInputs(*(getattr(self, f.name)[index] for f in fields(self)))
 
     @staticmethod
-    def concat(parts: Sequence["ReTInputs"]) -> "ReTInputs":
+    def concat(parts: Sequence[ReTInputs]) -> ReTInputs:
         """One batch from several, text padded to the longest (padding never changes results)."""
         width = max(p.input_ids.shape[1] for p in parts)
 
@@ -134,13 +148,13 @@ class ReTProcessor:
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, folder_or_id: str | os.PathLike, **hub: Any) -> "ReTProcessor":
+    def from_pretrained(cls, folder_or_id: str | os.PathLike, **hub: Any) -> ReTProcessor:
         """Tokenizer and image processor saved together (e.g. by :meth:`save_pretrained`)."""
         return cls(_load_tokenizer(folder_or_id, **hub), _load_image_processor(folder_or_id, **hub))
 
     @classmethod
     def for_checkpoint(cls, folder: str | os.PathLike, text_config: PretrainedConfig,
-                       vision_config: PretrainedConfig, **hub: Any) -> "ReTProcessor":
+                       vision_config: PretrainedConfig, **hub: Any) -> ReTProcessor:
         """From the checkpoint folder when it holds them, else from the backbones' recorded names
         (``_name_or_path`` of the nested configs), as the reference does."""
         folder = Path(folder)
@@ -221,7 +235,8 @@ class ReTProcessor:
             raise ValueError(f"got {len(texts)} texts but {len(images)} images; pass one image "
                              "(or None) per text")
         clean = self._clean_texts(texts)
-        loaded = [self.load_image(img, labels[i] if labels else None) for i, img in enumerate(images)]
+        loaded = [self.load_image(img, labels[i] if labels else None)
+                  for i, img in enumerate(images)]
         input_ids, attention_mask = self.tokenize(clean)
         return ReTInputs(
             pixel_values=self.pixel_values(loaded),

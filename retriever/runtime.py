@@ -26,7 +26,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from exc
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' "
+                         "or 'auto'") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but CUDA is not available on this "
                          "machine (torch reports no GPU); use device='cpu'")

@@ -18,7 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_write_text
+from .errors import UserError
+from .fileio import atomic_write_text, replace_folder
 from .hub import looks_like_hub_id
 
 __all__ = ["SharingError", "push_folder", "pull_folder", "push_retriever", "model_card",
@@ -32,7 +33,7 @@ CARD_FILE = "README.md"
 _TYPES = {"model": "models", "dataset": "datasets"}
 
 
-class SharingError(ValueError):
+class SharingError(UserError, ValueError):
     """A push or pull that cannot be done (bad repository id, missing folder, hub refusal)."""
 
 
@@ -51,15 +52,11 @@ def _copy_replace(source: Path, target: Path) -> None:
     """``target`` becomes a copy of ``source``: staged beside it, then swapped in."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
-    shutil.copytree(source, staging, symlinks=False)
     try:
-        if target.exists():
-            os.replace(target, old)
-        os.replace(staging, target)
+        shutil.copytree(source, staging, symlinks=False)
+        replace_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, *, repo_type: str = "model",

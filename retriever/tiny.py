@@ -1,25 +1,47 @@
-"""Tiny, randomly initialised ReT retrievers built from configs, for tests, benchmarks and offline
-smoke runs. Their features carry no meaning: anything made with them must say so.
+"""Tiny, randomly initialised models built from configs, for tests, benchmarks and offline smoke
+runs: ReT retrievers, and the language models (a LLaVA with a Llama text side and a CLIP vision
+side, a Llama causal LM) that the tiny generators and rerankers wrap. Their outputs carry no
+meaning: anything made with them must say so.
 
-The tokenizer is a real CLIP BPE tokenizer (byte-level alphabet, a handful of merges), so the
-whole text path (lower-casing, BOS/EOS, padding, truncation at 77) is the production one.
+The ReT tokenizer is a real CLIP BPE tokenizer (byte-level alphabet, a handful of merges), so the
+whole text path (lower-casing, BOS/EOS, padding, truncation at 77) is the production one; the
+language models share a real byte-level BPE tokenizer with a chat template. They live here, not
+in ``generator``, because the rerankers (``retriever.rerank``) use them too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
-from transformers import CLIPTextConfig, CLIPTokenizer, CLIPVisionConfig
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    CLIPTextConfig,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
 
 from .configuration_ret import ReTConfig, ReTRetrieverConfig
 from .modeling_retriever import ReTRetriever
 from .processing_ret import ReTProcessor
 
-__all__ = ["TINY_NAME", "byte_alphabet", "tiny_clip_tokenizer", "tiny_image_processor", "tiny_retriever_config",
-           "build_tiny_retriever", "clip_b_sized_retriever_config"]
+__all__ = ["TINY_NAME", "byte_alphabet", "tiny_clip_tokenizer", "tiny_image_processor",
+           "tiny_retriever_config", "build_tiny_retriever", "clip_b_sized_retriever_config",
+           "seeded", "CHAT_TEMPLATE", "IMAGE_TOKEN", "TINY_LLAVA_NAME", "TINY_LLAMA_NAME",
+           "tiny_tokenizer", "tiny_llava", "tiny_causal_lm"]
+
+T = TypeVar("T")
 
 TINY_NAME = "rag-vqa/tiny-random-ret"
+TINY_LLAVA_NAME = "rag-vqa/tiny-random-llava"     # the tiny generator's and mllm reranker's
+TINY_LLAMA_NAME = "rag-vqa/tiny-random-llama"     # the tiny causal-lm reranker's
 _MERGES = ["t h", "th e</w>", "i n", "a n", "an d</w>", "o n</w>", "e r</w>", "i s</w>", "o f</w>"]
 
 
@@ -42,7 +64,8 @@ def tiny_clip_tokenizer() -> CLIPTokenizer:
     alphabet = sorted(byte_alphabet(), key=ord)  # vocabulary order: by stand-in code point
     tokens = alphabet + [c + "</w>" for c in alphabet] + [m.replace(" ", "") for m in _MERGES]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
-    tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[tuple(m.split(" ")) for m in _MERGES])
+    tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)},
+                              merges=[tuple(m.split(" ")) for m in _MERGES])
     tokenizer.model_max_length = 77
     return tokenizer
 
@@ -127,10 +150,104 @@ def build_tiny_retriever(seed: int = 0, config: ReTRetrieverConfig | None = None
     config = config or tiny_retriever_config(**config_kwargs)
     image_size = config.query_config.vision_config.image_size
     processor = ReTProcessor(tiny_clip_tokenizer(), tiny_image_processor(image_size))
-    generator_state = torch.random.get_rng_state()
+    return seeded(seed, lambda: ReTRetriever(config, processor=processor)).eval()
+
+
+def seeded(seed: int, build: Callable[[], T]) -> T:
+    """``build()`` under ``torch.manual_seed(seed)``, the caller's random state left as it was
+    (so building a tiny model never changes what a test draws next)."""
+    state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = ReTRetriever(config, processor=processor)
+        return build()
     finally:
-        torch.random.set_rng_state(generator_state)
-    return model.eval()
+        torch.random.set_rng_state(state)
+
+
+# -- tiny language models (the tiny generators and rerankers) -----------------------------------
+
+IMAGE_TOKEN = "<image>"
+SPECIALS = ["<s>", "</s>", "<pad>", IMAGE_TOKEN, "<|user|>", "<|assistant|>", "<|system|>"]
+_LM_MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("a", "n"), ("o", "n"),
+              ("e", "r")]
+
+# Messages with string content (text models) or typed parts (multimodal processors).
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}<|system|>{% elif m['role'] == 'user' %}<|user|>"
+    "{% else %}<|assistant|>{% endif %}"
+    "{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for part in m['content'] %}"
+    "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'text' %}{{ part['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}"
+    "{% if m['role'] == 'assistant' %}</s>{% endif %}\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """Byte-level BPE over the 256 byte symbols plus a few merges: encodes any text."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = SPECIALS + alphabet + ["".join(m) for m in _LM_MERGES]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=list(_LM_MERGES)))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
+                                        pad_token="<pad>",
+                                        additional_special_tokens=SPECIALS[3:])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.model_max_length = 512
+    return tokenizer
+
+
+def _unprintable_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
+    """Byte tokens that would decode to control characters or partial UTF-8, and the
+    special tokens other than end-of-sequence: the tiny models never emit them, so their
+    (meaningless) answers at least print cleanly."""
+    byte_of = {char: byte for byte, char in enumerate(byte_alphabet())}
+    bad = [tokenizer.convert_tokens_to_ids(t) for t in SPECIALS if t != "</s>"]
+    for token, token_id in tokenizer.get_vocab().items():
+        if len(token) == 1 and token in byte_of:
+            byte = byte_of[token]
+            if (byte < 32 and byte != 10) or byte >= 127:
+                bad.append(token_id)
+    return sorted(set(bad))
+
+
+def _llama_config(vocab: int, max_positions: int) -> LlamaConfig:
+    return LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=max_positions, bos_token_id=0, eos_token_id=1,
+                       pad_token_id=2, tie_word_embeddings=False)
+
+
+def tiny_llava(seed: int = 0, max_positions: int = 512
+               ) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    tokenizer = tiny_tokenizer()
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, image_size=32, patch_size=8)
+    config = LlavaConfig(vision_config=vision,
+                         text_config=_llama_config(len(tokenizer), max_positions),
+                         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+                         vision_feature_select_strategy="default", vision_feature_layer=-2,
+                         projector_hidden_act="gelu")
+    model = seeded(seed, lambda: LlavaForConditionalGeneration(config)).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.suppress_tokens = _unprintable_ids(tokenizer)
+    processor = LlavaProcessor(image_processor=tiny_image_processor(32), tokenizer=tokenizer,
+                               patch_size=8, vision_feature_select_strategy="default",
+                               chat_template=CHAT_TEMPLATE, image_token=IMAGE_TOKEN,
+                               num_additional_image_tokens=1)
+    return model, processor
+
+
+def tiny_causal_lm(seed: int = 0, max_positions: int = 512
+                   ) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    tokenizer = tiny_tokenizer()
+    config = _llama_config(len(tokenizer), max_positions)
+    model = seeded(seed, lambda: LlamaForCausalLM(config)).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.suppress_tokens = _unprintable_ids(tokenizer)
+    return model, tokenizer

@@ -9,6 +9,9 @@ import pytest
 from PIL import Image
 
 import app
+from generator import AnswerStream
+from rag_vqa import RagVQA
+from rag_vqa.config import load_config
 from rag_vqa.pipeline import Evidence
 from rag_vqa.quickstart import sample_pipeline
 from rag_vqa.samples import SAMPLE_KB, question_image, sample_questions
@@ -80,6 +83,66 @@ def test_evidence_list_shows_every_field_whole_and_escaped(thumbnails):
     assert view["ids"] == ["p-1", "p-2"] and view["in_prompt"] == 1 and len(view["images"]) == 1
     assert page.index('class="in-prompt"') < page.index('data-passage="p-2"')
     assert app.evidence_html([], thumbnails) == ""
+
+
+def test_cited_passages_are_highlighted(thumbnails):
+    evidence = [Evidence(i, f"p-{i}", 1.0 / i, f"text {i}") for i in (1, 2, 3)]
+    page = app.evidence_html(evidence, thumbnails, used=["p-1", "p-2"], cited=["p-2"])
+    assert re.findall(r'data-passage="([^"]+)" data-cited="true"', page) == ["p-2"]
+    assert page.count('class="cited"') == 1 and page.count(app.CITED_STYLE) == 1
+    assert page.index('class="cited"') > page.index('data-passage="p-2"')
+    assert shown(page)["ids"] == ["p-1", "p-2", "p-3"] and shown(page)["in_prompt"] == 2
+    assert "data-cited" not in app.evidence_html(evidence, thumbnails, used=["p-1"])
+
+
+def _with_answer(pipeline, **answer):
+    """The same models and index, with other [answer] settings."""
+    c = pipeline.components
+    config = load_config(None, profile="tiny", index=pipeline.config.index.__dict__,
+                         answer=answer)
+    return RagVQA(config, retriever=c.retriever, generator=c.generator, index=c.index,
+                  store=c.store)
+
+
+def test_the_passages_an_answer_cites_are_highlighted_when_it_is_done(pipeline, thumbnails,
+                                                                     monkeypatch):
+    citing = _with_answer(pipeline, cite=True)
+    generator, prompted = citing.components.generator, []
+    real = generator.stream
+
+    def writes_a_cited_answer(*args, **kwargs):
+        stream = real(*args, **kwargs)
+        stream.text()  # the tiny model's own words, replaced by a cited answer
+        prompted.extend(stream.passage_ids)
+        return AnswerStream(iter(["Tokyo", " [1]"]), stream._finish, stream.passage_ids)
+
+    monkeypatch.setattr(generator, "stream", writes_a_cited_answer)
+    q = sample_questions()[0]
+    steps = list(app.ask_handler(citing, thumbnails, Image.open(question_image(q)), q.question,
+                                 3, 4))
+    assert len(shown(steps[0][1])["ids"]) == 3 and "data-cited" not in steps[0][1]
+    assert all(evidence is None for _, evidence in steps[1:-1])
+    answer, evidence = steps[-1]
+    assert "**Tokyo**" in answer and "[1]" not in answer   # the markers are not the answer
+    assert re.findall(r'data-passage="([^"]+)" data-cited="true"', evidence) == prompted[:1]
+    assert shown(evidence)["ids"] == shown(steps[0][1])["ids"]
+
+
+def test_an_answer_that_abstains_streams_only_the_abstention(pipeline, thumbnails,
+                                                            monkeypatch):
+    unsure = _with_answer(pipeline, abstain_below=1.0, abstain_text="Not sure.")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model ran for an answer that abstains")
+
+    monkeypatch.setattr(unsure.components.generator, "stream", never)
+    q = sample_questions()[0]
+    steps = list(app.ask_handler(unsure, thumbnails, Image.open(question_image(q)), q.question,
+                                 3, 4))
+    assert len(shown(steps[0][1])["ids"]) == 3
+    assert [answer.split("\n")[0] for answer, _ in steps[:-1]] == ["…", "Not sure."]
+    assert steps[-1][0].startswith("**Not sure.**")
+    assert "under the abstention threshold" in steps[-1][0]
 
 
 def test_large_evidence_images_are_shrunk_and_broken_ones_left_out(tmp_path, thumbnails):
@@ -174,8 +237,8 @@ def test_a_failed_generation_is_an_error_not_an_answer(pipeline, thumbnails, mon
     stream = pipeline.stream(image, "q?", k=2, max_new_tokens=4)
     finish = stream._finish
 
-    def failed():
-        result = finish()
+    def failed(text):
+        result = finish(text)
         result.error = "CUDA out of memory"
         return result
 

@@ -56,9 +56,8 @@ class BEMScorer:
             return
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from retriever.runtime import resolve_device
-
         from retriever.hub import HubUnavailableError, hub_access
+        from retriever.runtime import resolve_device
 
         device = resolve_device(self.device_name)
         try:

@@ -43,8 +43,7 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for every non-blank line; anything but a JSON object (and
     what the careful reader of retriever.fileio refuses: deep nesting, invalid UTF-8, lone
     surrogates) is an error naming the file, line and field. A byte-order mark is accepted."""
-    from retriever.fileio import JSONRecordError, check_json_value, read_jsonl_records, \
-        require_file
+    from retriever.fileio import JSONRecordError, check_json_value, read_jsonl_records, require_file
 
     path = Path(path)
     if not path.exists():

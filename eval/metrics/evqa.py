@@ -14,8 +14,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .common import (Coverage, MetricsInputError, Prediction, build_coverage, check_coverage,
-                     normalize_prediction_records, percent)
+from .common import (
+    Coverage,
+    MetricsInputError,
+    Prediction,
+    build_coverage,
+    check_coverage,
+    normalize_prediction_records,
+    percent,
+)
 from .evqa_tables import CONTRACTIONS, DIGIT_MAP
 
 __all__ = [

@@ -13,8 +13,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import (Coverage, MetricsInputError, Prediction, build_coverage, check_coverage,
-                     coerce_id, normalize_prediction_records, percent, read_jsonl)
+from .common import (
+    Coverage,
+    MetricsInputError,
+    Prediction,
+    build_coverage,
+    check_coverage,
+    coerce_id,
+    normalize_prediction_records,
+    percent,
+    read_jsonl,
+)
 
 __all__ = [
     "normalize_answer", "parse_numerical", "numerical_correct", "InfoSeekReference",

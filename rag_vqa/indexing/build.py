@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from retriever.errors import UserInputError
 from retriever.index import MultiVectorIndex
 from retriever.index.storage import MANIFEST
 
@@ -56,7 +57,7 @@ def _kb_identity(store: PassageStore) -> dict[str, Any]:
 
 
 def build_index(kb_folder: str | Path, retriever: LoadedRetriever, out: str | Path, *,
-                method: str = "plaid", nbits: int = 4, batch_size: int = 32,
+                method: str = "plaid", nbits: int | None = None, batch_size: int = 32,
                 shard_size: int = DEFAULT_SHARD_SIZE, workers: int = 1,
                 keep_shards: bool = False, overwrite: bool = False,
                 show_progress: bool | None = None, ray: RayOptions | str | None = None,
@@ -67,7 +68,7 @@ def build_index(kb_folder: str | Path, retriever: LoadedRetriever, out: str | Pa
     ``rag_vqa.ray_runtime.RayOptions``); the shards, the resume and the index are the same."""
     kb_folder, out = Path(kb_folder), Path(out)
     if batch_size < 1 or shard_size < 1:
-        raise ValueError("--batch-size and --shard-size must be at least 1")
+        raise UserInputError("--batch-size and --shard-size must be at least 1")
     if (out / MANIFEST).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a built index; pass --overwrite to rebuild")
     with PassageStore.open(kb_folder) as store:
@@ -75,7 +76,7 @@ def build_index(kb_folder: str | Path, retriever: LoadedRetriever, out: str | Pa
         doc_ids = store.ids()
         kb = _kb_identity(store)
     if total == 0:
-        raise ValueError(f"knowledge base {kb_folder} has no passages")
+        raise UserInputError(f"knowledge base {kb_folder} has no passages")
     model = retriever.model
     fingerprint = retriever.identity()
     shards = ShardSet(out / "encode", total, shard_size)

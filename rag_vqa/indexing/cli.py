@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from retriever.errors import UserInputError
 from retriever.index import MultiVectorIndex
 from retriever.index.storage import VERIFY_LEVELS
 
@@ -42,7 +43,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--dtype", type=dtype, default=None,
                        help="float32 (default), bfloat16 or float16")
     build.add_argument("--method", choices=["plaid", "exact"], default="plaid")
-    build.add_argument("--nbits", type=int, choices=[2, 4, 8], default=4)
+    build.add_argument("--nbits", type=int, choices=[2, 4, 8], default=None,
+                       help="bits per residual dimension of a plaid index (default 4)")
     build.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
                        help="passages per resumable shard")
     build.add_argument("--workers", type=non_negative_int,
@@ -93,8 +95,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     ray = options_from_args(args)
     if ray is not None:  # fail in seconds, before a model loads; the driver only fingerprints it
         if args.device not in (None, "cpu"):
-            raise ValueError("--device sets where a local build encodes; with --ray the workers "
-                             "use their GPUs (--gpus-per-worker)")
+            raise UserInputError("--device sets where a local build encodes; with --ray the "
+                                 "workers use their GPUs (--gpus-per-worker)")
         check_reachable(ray)
     loaded = load_retriever(args.retriever, None if ray else args.device, args.dtype)
     if loaded.note:
@@ -145,14 +147,14 @@ def _check_kb(recorded: dict[str, Any] | None, level: str) -> dict[str, Any]:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     index = MultiVectorIndex.load(args.index, verify=args.verify)
-    manifest = index.manifest
-    kb = _check_kb(manifest["metadata"].get("kb"), args.verify)
+    built = index.info
+    kb = _check_kb(built.kb, args.verify)
     info = {"path": str(index.path), "method": index.method, "documents": len(index),
-            "rows": index.num_rows, "dims": manifest["dims"], "params": manifest["params"],
-            "resident_bytes": index.resident_bytes(), "created": manifest["created"],
-            "updated": manifest["updated"], "rebuild_advised": manifest.get("rebuild_advised"),
-            "retriever": manifest["metadata"].get("retriever"), "kb": kb,
-            "built_with": (manifest["metadata"].get("build_report") or {}).get("engine"),
+            "rows": index.num_rows, "dims": built.dims, "params": built.params,
+            "resident_bytes": index.resident_bytes(), "created": built.created,
+            "updated": built.updated, "rebuild_advised": built.rebuild_advised,
+            "retriever": built.retriever or None, "kb": kb,
+            "built_with": built.build_report.get("engine"),
             "verified": args.verify, "digest": index.digest}
     damaged = kb["status"] in ("damaged", "different")
     if args.json:

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from retriever import ImageLoadError, ReTProcessor
-from retriever.encoding import eval_mode
+from retriever.encoding import encode_batches, encode_prepared, feature_shape, length_batches
 from retriever.processing_ret import ReTInputs
 
 from ..kb import PassageStore
@@ -112,24 +112,14 @@ def plan_batches(store: PassageStore, processor: ReTProcessor, start: int, stop:
                  batch_size: int) -> list[list[int]]:
     """Rows of [start, stop) grouped into batches of similar token length (longest first)."""
     rows = list(range(start, stop))
-    texts = [p.text for p in store.get_rows(rows)]
-    lengths = processor.token_lengths(texts)
-    order = sorted(range(len(rows)), key=lambda i: (-lengths[i], i))
-    return [[rows[i] for i in order[j:j + batch_size]] for j in range(0, len(order), batch_size)]
-
-
-def feature_shape(encoder: torch.nn.Module) -> tuple[int, int]:
-    """(vectors, dim) of one passage's features."""
-    config = encoder.config
-    return (1 if config.use_pooler_features else config.num_queries), config.output_dim
+    lengths = processor.token_lengths([p.text for p in store.get_rows(rows)])
+    return [[rows[i] for i in batch] for batch in length_batches(lengths, batch_size)]
 
 
 def encode_batch(encoder: torch.nn.Module, inputs: ReTInputs) -> np.ndarray:
     """Features of one prepared batch as float32 numpy, on the encoder's device and dtype (the
-    caller holds eval and inference mode). The local build and the Ray workers both use it."""
-    param = next(encoder.parameters())
-    out = encoder(**inputs.to(param.device, param.dtype).as_kwargs())
-    return out.float().cpu().numpy()
+    caller holds eval and inference mode). The Ray workers use it."""
+    return encode_prepared(encoder, inputs).numpy()
 
 
 class ShardFeatures:
@@ -201,10 +191,12 @@ def encode_shards(kb_folder: Path, encoder: torch.nn.Module, processor: ReTProce
                                 worker_init_fn=_worker_init if workers else None,
                                 prefetch_factor=2 if workers else None)
             shard = ShardFeatures(index, start, stop, shape)
-            with eval_mode(encoder), torch.inference_mode():
-                for batch in loader:
-                    shard.add(batch.rows, encode_batch(encoder, batch.inputs), batch.statuses,
-                              batch.problems)
-                    on_rows(len(batch.rows))
+
+            def sink(batch: PreparedBatch, features: torch.Tensor,
+                     shard: ShardFeatures = shard) -> None:
+                shard.add(batch.rows, features.numpy(), batch.statuses, batch.problems)
+                on_rows(len(batch.rows))
+
+            encode_batches(encoder, ((batch, batch.inputs) for batch in loader), sink)
             infos.append(shard.write(shards, seconds=time.perf_counter() - t0))
     return infos, resumed

@@ -37,16 +37,12 @@ from ..ray_runtime import (
     SharedPath,
     WorkerPlan,
     WorkerSetupError,
-    check_shared_paths,
     check_visible,
     node_name,
-    plan_workers,
-    quiet_dataset,
-    ray_session,
     shared_path,
     versions,
-    worker_error,
 )
+from ..ray_workers import SAMPLE_IMAGES, iter_results, map_on_workers, ray_job, worker_setup
 from .encode import (
     ShardBatches,
     ShardFeatures,
@@ -62,16 +58,11 @@ __all__ = ["PassageEncoder", "encode_shards_on_ray"]
 logger = logging.getLogger(__name__)
 
 INPUT_FIELDS = tuple(f.name for f in fields(ReTInputs))
-SAMPLE_IMAGES = 3          # image files each node must see as the driver does
 # What a decoding task reserves for its prepared batches (a few batches of decoded images).
 # Asking for it also keeps Ray Data from fusing the decoding into the encoder actors (it fuses
 # a task stage into an actor stage with the same resource request), which would run decoding
 # and encoding one after the other in the same process again.
 DECODE_MEMORY = 512 << 20
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def _decode_shards(batch: dict[str, np.ndarray], *, kb: str, processor: ReTProcessor,
@@ -102,13 +93,8 @@ class PassageEncoder:
 
     def __init__(self, name: str, device: str, dtype: str, identity: dict[str, Any],
                  threads: int) -> None:
-        torch.set_num_threads(threads)
-        where = f"a Ray worker on {node_name()}"
-        try:
+        with worker_setup(f"the retriever {name!r}", threads) as where:
             loaded = load_retriever(name, device, dtype)
-        except Exception as exc:
-            raise WorkerSetupError(f"{where} could not load the retriever {name!r}: "
-                                   f"{_one_line(exc)}") from exc
         if loaded.identity() != identity:
             raise WorkerSetupError(
                 f"{where} loads the retriever {name!r} with other config or weights "
@@ -152,7 +138,7 @@ def _shared_paths(kb_folder: Path, retriever: LoadedRetriever) -> list[SharedPat
 def _dataset(ray: Any, kb_folder: Path, retriever: LoadedRetriever, shards: ShardSet,
              todo: list[int], plan: WorkerPlan, batch_size: int,
              paths: list[SharedPath]) -> Any:
-    from ray.data import ActorPoolStrategy, TaskPoolStrategy
+    from ray.data import TaskPoolStrategy
 
     model = retriever.model
     items = [dict(zip(("index", "start", "stop"), (i, *shards.bounds(i)))) for i in todo]
@@ -162,16 +148,10 @@ def _dataset(ray: Any, kb_folder: Path, retriever: LoadedRetriever, shards: Shar
         num_cpus=plan.decode_cpus, memory=DECODE_MEMORY,
         fn_kwargs={"kb": str(kb_folder.resolve()), "processor": model.processor("document"),
                    "batch_size": batch_size, "paths": paths})
-    dataset = dataset.map_batches(
-        PassageEncoder, batch_size=1, compute=ActorPoolStrategy(size=plan.workers),
-        num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker or None,
-        udf_modifying_row_count=False,
-        fn_constructor_kwargs={"name": retriever.name,
-                               "device": "cuda" if plan.gpus_per_worker else "cpu",
-                               "dtype": str(model.dtype).removeprefix("torch."),
-                               "identity": retriever.identity(),
-                               "threads": plan.cpus_per_worker})
-    return quiet_dataset(dataset)
+    return map_on_workers(dataset, PassageEncoder, plan, name=retriever.name,
+                          device="cuda" if plan.gpus_per_worker else "cpu",
+                          dtype=str(model.dtype).removeprefix("torch."),
+                          identity=retriever.identity(), threads=plan.cpus_per_worker)
 
 
 def encode_shards_on_ray(kb_folder: Path, retriever: LoadedRetriever, shards: ShardSet,
@@ -198,34 +178,26 @@ def encode_shards_on_ray(kb_folder: Path, retriever: LoadedRetriever, shards: Sh
     pending: dict[int, ShardFeatures] = {}
     by_worker: Counter[str] = Counter()
     by_decoder: Counter[str] = Counter()
-    with ray_session(options) as ray:
-        plan = plan_workers(options, decode_per_worker=workers)
+    paths = _shared_paths(kb_folder, retriever)
+    with ray_job(options, paths, decode_per_worker=workers) as (ray, plan):
         logger.info("encoding %d shards on Ray: %s", len(todo), plan)
-        paths = _shared_paths(kb_folder, retriever)
-        check_shared_paths(paths)
         dataset = _dataset(ray, kb_folder, retriever, shards, todo, plan, batch_size, paths)
         t0 = time.perf_counter()
-        try:
-            for block in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                for i in range(len(block["index"])):
-                    index = int(block["index"][i])
-                    if index not in pending:
-                        pending[index] = ShardFeatures(index, *shards.bounds(index), shape)
-                    shard, rows = pending[index], block["rows"][i]
-                    report = json.loads(block["report"][i])
-                    shard.add(rows, block["features"][i], report["statuses"],
-                              report["problems"], float(block["seconds"][i]))
-                    by_worker[str(block["worker"][i])] += len(rows)
-                    by_decoder[str(block["decoder"][i])] += len(rows)
-                    on_rows(len(rows))
-                    if shard.complete:
-                        infos[index] = shard.write(shards)
-                        del pending[index]
-        except Exception as exc:
-            message = worker_error(exc)
-            if message:
-                raise WorkerSetupError(message) from None
-            raise
+        for block in iter_results(dataset):
+            for i in range(len(block["index"])):
+                index = int(block["index"][i])
+                if index not in pending:
+                    pending[index] = ShardFeatures(index, *shards.bounds(index), shape)
+                shard, rows = pending[index], block["rows"][i]
+                report = json.loads(block["report"][i])
+                shard.add(rows, block["features"][i], report["statuses"],
+                          report["problems"], float(block["seconds"][i]))
+                by_worker[str(block["worker"][i])] += len(rows)
+                by_decoder[str(block["decoder"][i])] += len(rows)
+                on_rows(len(rows))
+                if shard.complete:
+                    infos[index] = shard.write(shards)
+                    del pending[index]
         seconds = time.perf_counter() - t0
     missing = [i for i in todo if i not in infos]
     if missing:

@@ -99,7 +99,7 @@ class ShardSet:
         atomic_write_json(self.info_path(info.index), asdict(info), sort_keys=True)
         return info
 
-    def arrays(self) -> "ShardedArray":
+    def arrays(self) -> ShardedArray:
         return ShardedArray([np.load(self.array_path(i), mmap_mode="r") for i in range(self.count)])
 
     def remove(self) -> None:

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retriever.fileio import atomic_write_text
+from retriever.errors import UserInputError
+from retriever.fileio import atomic_write_text, replace_folder
 from retriever.index import MultiVectorIndex
 from retriever.sharing import pull_folder, push_folder
 
@@ -56,9 +57,7 @@ class SharedIndex:
 def dataset_card(repo_id: str, index: MultiVectorIndex, kb: PassageStore | None) -> str:
     """A dataset card for an index repository: what it indexes, with which retriever, and how
     to use it after a pull."""
-    meta = index.manifest.get("metadata", {})
-    retriever = meta.get("retriever") or {}
-    recorded_kb = meta.get("kb") or {}
+    retriever, recorded_kb = index.info.retriever, index.info.kb
     lines = ["---", "library_name: rag-vqa", "tags:", "- multi-vector-index", "- ret",
              "- knowledge-based-vqa", "---", "", f"# {repo_id}", "",
              f"A rag-vqa `{index.method}` multi-vector index of {len(index)} passages, built "
@@ -83,10 +82,10 @@ def push_index(index_path: str | os.PathLike, repo_id: str, *, kb: str | os.Path
     store = None
     if kb is not None:
         store = PassageStore.open(kb, verify="full")
-        recorded = (index.manifest.get("metadata", {}).get("kb") or {}).get("digest")
+        recorded = index.info.kb.get("digest")
         if recorded and store.digest != recorded:
-            raise ValueError(f"{kb} is not the knowledge base {index_path} was built from "
-                             f"(digest {store.digest}, the index records {recorded})")
+            raise UserInputError(f"{kb} is not the knowledge base {index_path} was built from "
+                                 f"(digest {store.digest}, the index records {recorded})")
     with tempfile.TemporaryDirectory(prefix="index-push-") as tmp:
         staged = Path(tmp) / "repo"
         shutil.copytree(index.path, staged / INDEX_DIR, ignore=_SKIP)
@@ -117,7 +116,7 @@ def pull_index(repo_id: str, dest: str | os.PathLike, *, hub_dir: str | os.PathL
         pull_folder(repo_id, staging, repo_type="dataset", hub_dir=hub_dir, revision=revision,
                     token=token)
         if not (staging / INDEX_DIR).is_dir():
-            raise ValueError(f"{repo_id} is not an index repository (no {INDEX_DIR}/ folder)")
+            raise UserInputError(f"{repo_id} is not an index repository (no {INDEX_DIR}/ folder)")
         index = MultiVectorIndex.load(staging / INDEX_DIR, verify="full")
         kb_digest = None
         if (staging / KB_DIR).is_dir():
@@ -127,9 +126,7 @@ def pull_index(repo_id: str, dest: str | os.PathLike, *, hub_dir: str | os.PathL
                            kb=str(dest / KB_DIR) if kb_digest else None, documents=len(index),
                            method=index.method, digest=index.digest, kb_digest=kb_digest)
         del index  # release its memory maps before the folder moves
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(staging, dest)
+        replace_folder(staging, dest)
         return info
     finally:
         shutil.rmtree(staging, ignore_errors=True)

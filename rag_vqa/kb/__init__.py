@@ -6,8 +6,15 @@ database, import report) and ``passages.sqlite``. Create one with :func:`import_
 ``rag-vqa kb import``), read it with :meth:`PassageStore.open`.
 """
 
-from .errors import (DuplicatePassageError, KBError, KBFormatError, KBSourceError, KBStoreError,
-                     ResumeMismatchError, UnsafeImagePath)
+from .errors import (
+    DuplicatePassageError,
+    KBError,
+    KBFormatError,
+    KBSourceError,
+    KBStoreError,
+    ResumeMismatchError,
+    UnsafeImagePath,
+)
 from .imagerefs import check_image_ref, resolve_image, url_to_relpath
 from .importer import ImportReport, import_kb
 from .readers import FORMATS, iter_passages, iter_records
@@ -16,7 +23,24 @@ from .splitting import PassageSplitter
 from .stats import KBStats
 from .store import PassageStore
 
-__all__ = ["Passage", "PassageStore", "KBStats", "PassageSplitter", "ImportReport", "import_kb",
-           "FORMATS", "iter_records", "iter_passages", "check_image_ref", "resolve_image",
-           "url_to_relpath", "KBError", "KBFormatError", "KBSourceError", "KBStoreError",
-           "DuplicatePassageError", "UnsafeImagePath", "ResumeMismatchError"]
+__all__ = [
+    "Passage",
+    "PassageStore",
+    "KBStats",
+    "PassageSplitter",
+    "ImportReport",
+    "import_kb",
+    "FORMATS",
+    "iter_records",
+    "iter_passages",
+    "check_image_ref",
+    "resolve_image",
+    "url_to_relpath",
+    "KBError",
+    "KBFormatError",
+    "KBSourceError",
+    "KBStoreError",
+    "DuplicatePassageError",
+    "UnsafeImagePath",
+    "ResumeMismatchError",
+]

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from retriever.errors import UserError
+
 __all__ = ["KBError", "KBFormatError", "KBSourceError", "KBStoreError", "DuplicatePassageError",
            "UnsafeImagePath", "ResumeMismatchError"]
 
 
-class KBError(ValueError):
+class KBError(UserError, ValueError):
     """Base class: anything wrong with a knowledge base, its source or a request about it."""
 
 

@@ -23,8 +23,14 @@ from tqdm.auto import tqdm
 
 from retriever.fileio import path_kind
 
-from .errors import (DuplicatePassageError, KBError, KBFormatError, KBStoreError,
-                     ResumeMismatchError, UnsafeImagePath)
+from .errors import (
+    DuplicatePassageError,
+    KBError,
+    KBFormatError,
+    KBStoreError,
+    ResumeMismatchError,
+    UnsafeImagePath,
+)
 from .imagerefs import check_image_ref
 from .manifest import KB_FORMAT_VERSION, KB_KIND, MANIFEST_NAME, SQLITE_NAME, write_json_atomic
 from .readers import ARTICLE_FORMATS, SourceRecord, check_format, iter_records, source_files

@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from retriever.errors import UserError
 from retriever.fileio import TOO_LONG_NUMBER, JSONRecordError, check_json_value
 
 __all__ = ["JSONStreamError", "iter_object_items", "DEFAULT_CHUNK_SIZE"]
@@ -42,7 +43,7 @@ class TextReader(Protocol):
     def read(self, size: int = -1, /) -> str: ...
 
 
-class JSONStreamError(ValueError):
+class JSONStreamError(UserError, ValueError):
     """Malformed or truncated JSON; ``key`` is the item being read (or the last one read) and
     ``offset`` the approximate character offset of the problem."""
 

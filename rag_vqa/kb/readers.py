@@ -24,8 +24,14 @@ from retriever.fileio import JSONRecordError
 from .errors import KBFormatError, KBSourceError
 from .jsonstream import DEFAULT_CHUNK_SIZE, JSONStreamError, iter_object_items
 from .records import Passage, id_problem
-from .sources import (JSONL_SUFFIXES, PARQUET_SUFFIXES, iter_jsonl, iter_parquet, list_files,
-                      open_text)
+from .sources import (
+    JSONL_SUFFIXES,
+    PARQUET_SUFFIXES,
+    iter_jsonl,
+    iter_parquet,
+    list_files,
+    open_text,
+)
 from .splitting import PassageSplitter
 
 __all__ = ["FORMATS", "PASSAGE_FORMATS", "ARTICLE_FORMATS", "SourceRecord", "check_format",

@@ -11,14 +11,13 @@ surrogates and numbers too long to read are that record's error, never the whole
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import zlib
 from collections.abc import Generator
 from pathlib import Path
 from typing import IO, Any
 
-from retriever.fileio import JSONRecordError, check_json_value, loads_record, path_kind
+from retriever.fileio import JSONRecordError, check_json_value, loads_record, path_kind, sha256_hex
 
 from .errors import KBFormatError, KBSourceError
 
@@ -161,6 +160,6 @@ def fingerprint(files: list[Path]) -> list[dict[str, Any]]:
     prints = []
     for path in files:
         with open(path, "rb") as handle:
-            head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()
+            head = sha256_hex(handle.read(_HEAD_BYTES))
         prints.append({"name": path.name, "size": path.stat().st_size, "head_sha256": head})
     return prints

@@ -19,6 +19,8 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from retriever.errors import UserInputError
+
 from .records import Passage
 
 __all__ = ["Chunk", "TokenCounter", "HeuristicCounter", "TokenizerCounter", "PassageSplitter"]
@@ -56,9 +58,9 @@ class TokenizerCounter:
 
     def __init__(self, tokenizer: Any) -> None:
         if not getattr(tokenizer, "is_fast", False):
-            raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; splitting needs "
-                             "token offsets (return_offsets_mapping), which only fast tokenizers "
-                             "provide")
+            raise UserInputError(f"{type(tokenizer).__name__} is not a fast tokenizer; splitting "
+                                 "needs token offsets (return_offsets_mapping), which only fast "
+                                 "tokenizers provide")
         self.tokenizer = tokenizer
         self.name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
 
@@ -89,10 +91,10 @@ class PassageSplitter:
     def __init__(self, max_tokens: int = 75, overlap: int = 16, tokenizer: Any = None,
                  context_prefix: bool = True) -> None:
         if max_tokens < 8:
-            raise ValueError(f"max_tokens must be at least 8, got {max_tokens}")
+            raise UserInputError(f"max_tokens must be at least 8, got {max_tokens}")
         if not 0 <= overlap < max_tokens // 2:
-            raise ValueError(f"overlap must be between 0 and {max_tokens // 2 - 1} (under half of "
-                             f"max_tokens={max_tokens}), got {overlap}")
+            raise UserInputError(f"overlap must be between 0 and {max_tokens // 2 - 1} (under half "
+                                 f"of max_tokens={max_tokens}), got {overlap}")
         self.max_tokens = max_tokens
         self.overlap = overlap
         self.context_prefix = context_prefix

@@ -1,4 +1,5 @@
-"""The passage store: one SQLite file, rows numbered densely from 0 in insertion order.
+"""The passage store: one SQLite file (its schema and checks: ``schema``), rows numbered densely
+from 0 in insertion order.
 
 The row number is the position of a passage's vectors in the index, so it never changes after
 insertion. Writes go through transactions (batched ``executemany``; WAL while importing); a
@@ -27,55 +28,23 @@ from retriever.fileio import DIGEST, file_digest
 
 from . import imagerefs
 from .errors import DuplicatePassageError, KBStoreError
-from .manifest import (KB_FORMAT_VERSION, KB_KIND, MANIFEST_NAME, SQLITE_NAME, read_manifest,
-                       sqlite_entry, write_sealed_manifest)
+from .manifest import (
+    KB_FORMAT_VERSION,
+    KB_KIND,
+    MANIFEST_NAME,
+    SQLITE_NAME,
+    read_manifest,
+    sqlite_entry,
+    write_sealed_manifest,
+)
 from .records import Passage
+from .schema import INSERT, SCHEMA, SELECT, connect, decode_row, encode_row, verify_file
 from .stats import KBStats, compute_stats
 
 __all__ = ["PassageStore", "BATCH_ROWS"]
 
 BATCH_ROWS = 5000
 _QUERY_CHUNK = 500  # ids per "IN (...)" query
-_FIELDS = "passage_id, article_id, url, title, section, text, image, language, extra"
-_SELECT = f"SELECT row, {_FIELDS} FROM passages"
-_INSERT = f"INSERT INTO passages(row, {_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS passages(
-    row INTEGER PRIMARY KEY,          -- 0-based insertion order, dense
-    passage_id TEXT NOT NULL UNIQUE,
-    article_id TEXT, url TEXT, title TEXT, section TEXT,
-    text TEXT NOT NULL, image TEXT, language TEXT,
-    extra TEXT                        -- JSON object or NULL
-);
-CREATE INDEX IF NOT EXISTS passages_article_id ON passages(article_id);
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
-"""
-
-
-def _encode(row: int, p: Passage) -> tuple:
-    extra = None if p.extra is None else json.dumps(p.extra, ensure_ascii=False, sort_keys=True,
-                                                    default=str)
-    return (row, p.passage_id, p.article_id, p.url, p.title, p.section, p.text, p.image,
-            p.language, extra)
-
-
-def _decode(values: Sequence[Any]) -> tuple[int, Passage]:
-    row, pid, article_id, url, title, section, text, image, language, extra = values
-    return row, Passage(passage_id=pid, text=text, title=title, section=section,
-                        article_id=article_id, url=url, image=image, language=language,
-                        extra=None if extra is None else json.loads(extra))
-
-
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                               check_same_thread=False, isolation_level=None)
-    else:
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
-    conn.execute("PRAGMA busy_timeout=10000")
-    return conn
 
 
 class PassageStore:
@@ -95,22 +64,20 @@ class PassageStore:
     # -- opening --------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, folder: str | Path) -> "PassageStore":
+    def create(cls, folder: str | Path) -> PassageStore:
         """A new, empty, writable store in ``folder`` (created if needed)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if (folder / SQLITE_NAME).exists() or (folder / MANIFEST_NAME).exists():
             raise KBStoreError(f"{folder} already holds a knowledge base (or an unfinished "
                                "import); choose a new folder")
-        store = cls(folder, readonly=False, manifest=None)
-        with store._lock:
-            store._conn.executescript(_SCHEMA)
-            store.set_meta({"format_version": KB_FORMAT_VERSION})
+        store = cls(folder, readonly=False, manifest=None)._with_tables()
+        store.set_meta({"format_version": KB_FORMAT_VERSION})
         return store
 
     @classmethod
     def open(cls, folder: str | Path, readonly: bool = True,
-             image_root: str | Path | None = None, verify: str = "full") -> "PassageStore":
+             image_root: str | Path | None = None, verify: str = "full") -> PassageStore:
         """A finished knowledge base; ``image_root`` overrides the one in its manifest.
 
         ``verify``: "full" (default) checks the digest of the passages file (about 0.3 s per GB
@@ -123,35 +90,27 @@ class PassageStore:
         if not path.is_file():
             raise KBStoreError(f"{folder} has a manifest but no {SQLITE_NAME}")
         if readonly and verify != "none":
-            cls._verify_file(path, sqlite_entry(manifest), verify)
+            verify_file(path, sqlite_entry(manifest), verify)
         return cls(folder, readonly=readonly, manifest=manifest, image_root=image_root)
 
-    @staticmethod
-    def _verify_file(path: Path, entry: dict[str, Any], level: str) -> None:
-        size = path.stat().st_size
-        if size != entry["bytes"]:
-            raise KBStoreError(f"knowledge base file {path} has changed since the import ({size} "
-                               f"bytes, the manifest says {entry['bytes']}); re-import it")
-        if level == "full" and file_digest(path) != entry[DIGEST]:
-            raise KBStoreError(f"knowledge base file {path} has changed since the import (its "
-                               "content differs from the recorded digest: edited or corrupt); "
-                               "re-import it")
-
     @classmethod
-    def open_unfinished(cls, folder: str | Path) -> "PassageStore":
+    def open_unfinished(cls, folder: str | Path) -> PassageStore:
         """The writable store of an unfinished import (for the importer's resume)."""
         folder = Path(folder)
         if not (folder / SQLITE_NAME).is_file():
             raise KBStoreError(f"no {SQLITE_NAME} in {folder}")
-        store = cls(folder, readonly=False, manifest=None)
-        with store._lock:
-            store._conn.executescript(_SCHEMA)
-        return store
+        return cls(folder, readonly=False, manifest=None)._with_tables()
+
+    def _with_tables(self) -> PassageStore:
+        """This (writable) store with its tables created if missing."""
+        with self._lock:
+            self._db().executescript(SCHEMA)
+        return self
 
     def _connect(self) -> None:
         path = self.folder / SQLITE_NAME
         try:
-            self._conn = _connect(path, self.readonly)
+            self._conn = connect(path, self.readonly)
             self._pid = os.getpid()
             self._next_row = self._conn.execute(
                 "SELECT COALESCE(MAX(row) + 1, 0) FROM passages").fetchone()[0] \
@@ -178,7 +137,7 @@ class PassageStore:
                 self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "PassageStore":
+    def __enter__(self) -> PassageStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -229,11 +188,11 @@ class PassageStore:
         rows, row = [], self._next_row
         for group in groups:
             for passage in group:
-                rows.append(_encode(row, passage))
+                rows.append(encode_row(row, passage))
                 row += 1
         db.execute("SAVEPOINT batch")
         try:
-            db.executemany(_INSERT, rows)
+            db.executemany(INSERT, rows)
             db.execute("RELEASE batch")
             self._next_row = row
             return []
@@ -254,7 +213,7 @@ class PassageStore:
             if duplicate is not None:
                 refused.append((index, duplicate))
                 continue
-            db.executemany(_INSERT, [_encode(self._next_row + i, p) for i, p in enumerate(group)])
+            db.executemany(INSERT, [encode_row(self._next_row + i, p) for i, p in enumerate(group)])
             self._next_row += len(group)
         return refused
 
@@ -312,7 +271,7 @@ class PassageStore:
 
     def verify(self, level: str = "full") -> None:
         """Check ``passages.sqlite`` against the manifest; KBStoreError names what differs."""
-        self._verify_file(self.folder / SQLITE_NAME, sqlite_entry(self.manifest or {}), level)
+        verify_file(self.folder / SQLITE_NAME, sqlite_entry(self.manifest or {}), level)
 
     def check_integrity(self) -> None:
         """SQLite's own consistency check of every page and index (slow on huge stores)."""
@@ -335,10 +294,10 @@ class PassageStore:
                                    "file? `rag-vqa kb stats KB --verify` checks it)") from exc
 
     def get(self, passage_id: str) -> Passage:
-        found = self._query(f"{_SELECT} WHERE passage_id = ?", (passage_id,))
+        found = self._query(f"{SELECT} WHERE passage_id = ?", (passage_id,))
         if not found:
             raise KeyError(f"passage id {passage_id!r} is not in the knowledge base {self.folder}")
-        return _decode(found[0])[1]
+        return decode_row(found[0])[1]
 
     def get_many(self, passage_ids: Sequence[str]) -> list[Passage]:
         """Passages in the order asked (repeats allowed); a missing id raises KeyError."""
@@ -347,8 +306,8 @@ class PassageStore:
         for i in range(0, len(unique), _QUERY_CHUNK):
             part = unique[i:i + _QUERY_CHUNK]
             marks = ",".join("?" * len(part))
-            for values in self._query(f"{_SELECT} WHERE passage_id IN ({marks})", part):
-                found[values[1]] = _decode(values)[1]
+            for values in self._query(f"{SELECT} WHERE passage_id IN ({marks})", part):
+                found[values[1]] = decode_row(values)[1]
         missing = [pid for pid in unique if pid not in found]
         if missing:
             raise KeyError(f"{len(missing)} passage id(s) not in the knowledge base {self.folder}: "
@@ -366,8 +325,8 @@ class PassageStore:
         for i in range(0, len(unique), _QUERY_CHUNK):
             part = unique[i:i + _QUERY_CHUNK]
             marks = ",".join("?" * len(part))
-            for values in self._query(f"{_SELECT} WHERE row IN ({marks})", part):
-                row, passage = _decode(values)
+            for values in self._query(f"{SELECT} WHERE row IN ({marks})", part):
+                row, passage = decode_row(values)
                 found[row] = passage
         return [found[int(r)] for r in rows]
 
@@ -387,17 +346,17 @@ class PassageStore:
         stop = len(self) if stop is None else min(stop, len(self))
         position = max(0, start)
         while position < stop:
-            found = self._query(f"{_SELECT} WHERE row >= ? AND row < ? ORDER BY row LIMIT ?",
+            found = self._query(f"{SELECT} WHERE row >= ? AND row < ? ORDER BY row LIMIT ?",
                                 (position, stop, batch_size))
             if not found:
                 return
             for values in found:
-                yield _decode(values)
+                yield decode_row(values)
             position = found[-1][0] + 1
 
     def passages_of_article(self, article_id: str) -> list[Passage]:
-        return [_decode(v)[1] for v in
-                self._query(f"{_SELECT} WHERE article_id = ? ORDER BY row", (article_id,))]
+        return [decode_row(v)[1] for v in
+                self._query(f"{SELECT} WHERE article_id = ? ORDER BY row", (article_id,))]
 
     # -- images and statistics ------------------------------------------------------------------
 

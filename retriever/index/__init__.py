@@ -3,8 +3,13 @@
     from retriever.index import MultiVectorIndex
     index = MultiVectorIndex.build("my-index", doc_ids, embeddings, method="plaid", nbits=4)
     hits = index.search(queries, k=10)          # list[list[Hit(doc_id, score)]]
+    index.info.retriever, index.info.rows       # the manifest, typed (IndexManifest)
 """
 
+from .engine import IndexEngine
+from .manifest import IndexManifest
 from .multivector import AddReport, Hit, IndexFormatError, MultiVectorIndex
+from .params import ExactBuildParams, PlaidBuildParams
 
-__all__ = ["AddReport", "Hit", "IndexFormatError", "MultiVectorIndex"]
+__all__ = ["AddReport", "ExactBuildParams", "Hit", "IndexEngine", "IndexFormatError",
+           "IndexManifest", "MultiVectorIndex", "PlaidBuildParams"]

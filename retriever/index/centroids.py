@@ -64,6 +64,27 @@ def _kmeans(points: torch.Tensor, k: int, seed: int, niter: int) -> torch.Tensor
     return centres
 
 
+def _apportion(sizes: torch.Tensor, total: int) -> torch.Tensor:
+    """Centroids per coarse cell, proportional to its points (largest remainders), at least one
+    per non-empty cell, summing to ``total`` (when there are fewer cells): rounding each share
+    alone can overshoot (65,544 for 65,536 asked), which at 65,536 doubles the width of every stored
+    centroid code (int32 instead of uint16)."""
+    quota = sizes / max(float(sizes.sum()), 1.0) * total
+    shares = torch.floor(quota)
+    shares[(sizes > 0) & (shares < 1)] = 1
+    left = total - int(shares.sum())
+    if left > 0:
+        shares[torch.argsort(quota - shares, descending=True)[:left]] += 1
+    while left < 0:  # the minimum of one per cell overshot: take from the largest shares
+        biggest = torch.argsort(shares, descending=True)[:-left]
+        biggest = biggest[shares[biggest] > 1]
+        if len(biggest) == 0:
+            break
+        shares[biggest] -= 1
+        left += len(biggest)
+    return shares
+
+
 def train_centroids(sample: np.ndarray, num_centroids: int, seed: int = 0,
                     niter: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """Fine centroids (K', dim) and coarse centres (K1, dim), both unit-norm float32.
@@ -75,7 +96,7 @@ def train_centroids(sample: np.ndarray, num_centroids: int, seed: int = 0,
     coarse = _kmeans(points, k1, seed, niter)
     cell = _nearest(points, coarse)
     sizes = torch.bincount(cell, minlength=len(coarse)).double()
-    shares = torch.clamp(torch.round(sizes / max(float(sizes.sum()), 1.0) * num_centroids), min=1)
+    shares = _apportion(sizes, num_centroids)
     order = torch.argsort(cell, stable=True)
     fine = []
     for j, members in enumerate(torch.split(order, sizes.long().tolist())):

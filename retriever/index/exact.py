@@ -19,7 +19,9 @@ import numpy as np
 import torch
 
 from ..scoring import maxsim_block
-from .segments import Segments, iter_chunks, readonly_tensor
+from .engine import IndexEngine
+from .params import ExactBuildParams
+from .segments import Segments, iter_chunks, readonly_tensor, segment_file
 from .storage import IndexFormatError, NpyWriter, load_npy
 
 __all__ = [
@@ -166,7 +168,7 @@ def max_vector_norm(block: np.ndarray) -> float:
     return float(x.norm(dim=-1).max())
 
 
-class ExactEngine:
+class ExactEngine(IndexEngine):
     """Float16 vectors per segment; exact MaxSim in float32."""
 
     method = "exact"
@@ -180,7 +182,7 @@ class ExactEngine:
     def write_segment(folder: Path, seg: int, embeddings: Any, chunk: int, progress
                       ) -> tuple[dict, float]:
         """Write one segment's float16 vectors; returns its files and its largest vector norm."""
-        name = f"embeddings-{seg:05d}.npy"
+        name = segment_file("embeddings", seg)
         writer = NpyWriter(folder, name, tuple(embeddings.shape), np.float16)
         norm = 0.0
         try:
@@ -195,16 +197,16 @@ class ExactEngine:
         return {name: writer.close()}, norm
 
     @classmethod
-    def build(cls, folder: Path, embeddings: Any, params: dict, progress) -> tuple[dict, dict, dict]:
-        files, norm = cls.write_segment(folder, 0, embeddings, params.get("chunk_size", 4096),
-                                        progress)
+    def build(cls, folder: Path, embeddings: Any, params: dict,
+              progress) -> tuple[dict, dict, dict]:
+        files, norm = cls.write_segment(folder, 0, embeddings, params["chunk_size"], progress)
         return files, {"max_norm": norm}, {"max_norm": norm}
 
     @classmethod
     def load(cls, folder: Path, manifest: dict) -> ExactEngine:
         segments = Segments()
         for seg, info in enumerate(manifest["segments"]):
-            emb = load_npy(folder / f"embeddings-{seg:05d}.npy")
+            emb = load_npy(folder / segment_file("embeddings", seg))
             segments.append({"embeddings": emb}, info["rows"])
         norm = manifest["params"].get("max_norm")
         if not isinstance(norm, (int, float)) or isinstance(norm, bool) or norm < 0:
@@ -223,8 +225,9 @@ class ExactEngine:
     def add_segment(self, folder: Path, seg: int, embeddings: Any, progress,
                     params: dict | None = None) -> tuple[dict, dict]:
         """Append rows; the index's norm bound grows to cover them (``params`` is updated)."""
-        files, norm = self.write_segment(folder, seg, embeddings, 4096, progress)
-        emb = load_npy(folder / f"embeddings-{seg:05d}.npy")
+        files, norm = self.write_segment(folder, seg, embeddings, ExactBuildParams.chunk_size,
+                                         progress)
+        emb = load_npy(folder / segment_file("embeddings", seg))
         self.segments.append({"embeddings": emb}, emb.shape[0])
         self.max_norm = max(self.max_norm or 0.0, norm)
         if params is not None:

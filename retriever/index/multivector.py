@@ -9,13 +9,10 @@ sharded index (several parts searched as one, see sharded.py).
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import logging
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +22,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserInputError
 from ..fileio import SEAL_KEY, seal
+from .engine import IndexEngine
 from .exact import ExactEngine
-from .params import check_search_params
+from .folders import clear_stale_data, legacy_files, new_data_name, now
+from .manifest import IndexManifest
+from .params import check_build_params, check_search_params
 from .plaid import PlaidEngine
+from .segments import segment_file
 from .storage import (
     FORMAT,
     FORMAT_VERSION,
@@ -38,6 +40,8 @@ from .storage import (
     IdStore,
     IndexFormatError,
     check_data_name,
+    check_doc_ids,
+    check_embeddings,
     load_npy,
     read_manifest,
     verify_files,
@@ -49,7 +53,8 @@ __all__ = ["AddReport", "Hit", "IndexFormatError", "MultiVectorIndex"]
 
 logger = logging.getLogger(__name__)
 
-ENGINES = {"exact": ExactEngine, "plaid": PlaidEngine}
+ENGINES: dict[str, type[IndexEngine]] = {engine.method: engine for engine in (ExactEngine,
+                                                                             PlaidEngine)}
 
 
 @dataclass(frozen=True)
@@ -66,68 +71,9 @@ class AddReport:
     rebuild_advised: str | None
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _check_embeddings(embeddings: Any, count: int | None = None) -> tuple[int, int, int]:
-    shape = getattr(embeddings, "shape", None)
-    if shape is None or len(shape) != 3:
-        raise ValueError(f"embeddings must be an array-like of shape (N, tokens, dim), got "
-                         f"{shape if shape is not None else type(embeddings).__name__}")
-    if count is not None and shape[0] != count:
-        raise ValueError(f"got {count} document ids but {shape[0]} embeddings")
-    return int(shape[0]), int(shape[1]), int(shape[2])
-
-
-def _check_ids(doc_ids: Sequence[Any]) -> list[Any]:
-    ids = [int(i) if isinstance(i, np.integer) else i for i in doc_ids]
-    IdStore.kind_of(ids)
-    if len(set(ids)) != len(ids):
-        seen, dup = set(), []
-        for i in ids:
-            if i in seen:
-                dup.append(i)
-            seen.add(i)
-        raise ValueError(f"duplicate document ids: {dup[:10]}")
-    return ids
-
-
 def _ids_files(folder: Path, seg: int, arrays: dict[str, np.ndarray]) -> dict[str, dict]:
-    return {f"{name}-{seg:05d}.npy": write_npy(folder, f"{name}-{seg:05d}.npy", array)
+    return {segment_file(name, seg): write_npy(folder, segment_file(name, seg), array)
             for name, array in arrays.items()}
-
-
-def new_data_name(prefix: str = "data") -> str:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return f"{prefix}-{stamp}-{uuid.uuid4().hex[:8]}"
-
-
-def _legacy_files(folder: Path) -> list[str]:
-    """Files an unreadable (older or damaged) manifest lists at the top level of ``folder``: they
-    go once the new index has replaced it."""
-    try:
-        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files")
-    except (OSError, ValueError, AttributeError, RecursionError):
-        return []
-    if not isinstance(files, dict):
-        return []
-    keep = []
-    for name in files:
-        try:
-            keep.append(check_data_name(name, "file"))
-        except IndexFormatError:
-            continue
-    return [name for name in keep if name != MANIFEST and (folder / name).is_file()]
-
-
-def clear_stale_data(folder: Path, keep: str | None) -> None:
-    """Data (and parts) folders of builds and merges that never committed (killed before their
-    manifest), or of the index a new one replaced."""
-    for stale in [*folder.glob("data-*"), *folder.glob("parts-*")]:
-        if stale.is_dir() and stale.name != keep:
-            logger.info("removing %s, left by an interrupted build", stale)
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _progress(total: int, desc: str, show: bool | None):
@@ -150,6 +96,11 @@ class MultiVectorIndex:
 
     # -- properties ---------------------------------------------------------------------------
     @property
+    def info(self) -> IndexManifest:
+        """The manifest, typed: what was built, from which retriever and KB, with what."""
+        return IndexManifest(self.manifest)
+
+    @property
     def method(self) -> str:
         return self.manifest["method"]
 
@@ -161,7 +112,8 @@ class MultiVectorIndex:
         return self.num_rows - int(self.deleted.sum())
 
     def __repr__(self) -> str:
-        return f"MultiVectorIndex({str(self.path)!r}, method={self.method!r}, documents={len(self)})"
+        return (f"MultiVectorIndex({str(self.path)!r}, method={self.method!r}, "
+                f"documents={len(self)})")
 
     @property
     def digest(self) -> str:
@@ -172,7 +124,7 @@ class MultiVectorIndex:
     # -- build / load -------------------------------------------------------------------------
     @classmethod
     def build(cls, path: str | os.PathLike, doc_ids: Sequence[Any], embeddings: Any,
-              method: str = "plaid", nbits: int = 4, *, overwrite: bool = False,
+              method: str = "plaid", nbits: int | None = None, *, overwrite: bool = False,
               metadata: dict[str, Any] | None = None, show_progress: bool | None = None,
               centroids: str | os.PathLike | None = None, **params: Any) -> MultiVectorIndex:
         """Index ``embeddings`` (N, tokens, dim), any array-like that slices (a memory-mapped
@@ -181,20 +133,15 @@ class MultiVectorIndex:
         ``centroids``: a plaid index whose trained centroids and quantiser this build reuses
         instead of training its own, so that parts built separately (other machines, other
         slices of a knowledge base) can be merged into one sharded index."""
-        if method not in ENGINES:
-            raise ValueError(f"unknown index method {method!r}; use one of {sorted(ENGINES)}")
-        if centroids is not None and method != "plaid":
-            raise ValueError("only a plaid index has centroids to reuse (centroids=...)")
-        if nbits not in (2, 4, 8):
-            raise ValueError(f"nbits must be 2, 4 or 8, got {nbits}")
-        ids = _check_ids(doc_ids)
-        n, tokens, dim = _check_embeddings(embeddings, len(ids))
+        params = check_build_params(method, {**params, "nbits": nbits, "centroids": centroids})
+        ids = check_doc_ids(doc_ids)
+        n, tokens, dim = check_embeddings(embeddings, len(ids))
         if n == 0:
-            raise ValueError("cannot build an index from zero documents")
+            raise UserInputError("cannot build an index from zero documents")
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         current = cls._current_data(folder, overwrite)
-        legacy = [] if current else _legacy_files(folder)
+        legacy = [] if current else legacy_files(folder)
         clear_stale_data(folder, keep=current)
         data_name = new_data_name()
         data = folder / data_name
@@ -203,9 +150,7 @@ class MultiVectorIndex:
         try:
             bar, progress = _progress(n, f"indexing ({method})", show_progress)
             with bar:
-                files, used, stats = ENGINES[method].build(
-                    data, embeddings, {**params, "nbits": nbits, "centroids": centroids},
-                    progress)
+                files, used, stats = ENGINES[method].build(data, embeddings, params, progress)
             store = IdStore(IdStore.kind_of(ids))
             files.update(_ids_files(data, 0, store.encode(ids)))
         except BaseException:
@@ -214,7 +159,7 @@ class MultiVectorIndex:
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND_SINGLE,
             "method": method,
-            "created": _now(), "updated": _now(), "library": "rag-vqa", "data": data_name,
+            "created": now(), "updated": now(), "library": "rag-vqa", "data": data_name,
             "dims": {"tokens": tokens, "dim": dim}, "id_kind": store.kind,
             "params": used,
             "counts": {"rows": n, "live": n, "trained_rows": int(used.get("trained_rows", n))},
@@ -243,6 +188,12 @@ class MultiVectorIndex:
         except IndexFormatError as exc:  # damaged or older: nothing worth keeping
             logger.warning("replacing an unreadable index in %s (%s)", folder, exc)
             return None
+
+    @staticmethod
+    def read_info(path: str | os.PathLike) -> IndexManifest:
+        """The manifest of the index at ``path``, its schema and seal checked, without opening
+        the index (for reports, caches, and checks before a load)."""
+        return IndexManifest(read_manifest(Path(path)))
 
     @classmethod
     def load(cls, path: str | os.PathLike, verify: str = "full",
@@ -275,7 +226,7 @@ class MultiVectorIndex:
             ids = IdStore(manifest["id_kind"])
             names = ["ids"] if ids.kind == "int" else ["ids_utf8", "ids_offsets"]
             for seg, info in enumerate(manifest["segments"]):
-                arrays = {name: load_npy(data / f"{name}-{seg:05d}.npy", mmap=False)
+                arrays = {name: load_npy(data / segment_file(name, seg), mmap=False)
                           for name in names}
                 IdStore.check(arrays, info["rows"], f"{data}/ids of segment {seg}")
                 ids.append(arrays)
@@ -317,14 +268,15 @@ class MultiVectorIndex:
         q = torch.as_tensor(np.asarray(queries) if not torch.is_tensor(queries) else queries)
         dim = self.manifest["dims"]["dim"]
         if q.dim() != 3 or q.shape[-1] != dim:
-            raise ValueError(f"queries must have shape (Q, tokens, {dim}), got {tuple(q.shape)}")
+            raise UserInputError(f"queries must have shape (Q, tokens, {dim}), "
+                                 f"got {tuple(q.shape)}")
         return q.float()
 
     def search_rows(self, queries: torch.Tensor, k: int, **params: Any
                     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(rows, scores) per query for float32 queries: ``search`` without the ids."""
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise UserInputError(f"k must be >= 1, got {k}")
         deleted = torch.from_numpy(self.deleted) if self.deleted.any() else None
         return self.engine.search(queries, k, deleted, **params)
 
@@ -332,18 +284,18 @@ class MultiVectorIndex:
     def add(self, doc_ids: Sequence[Any], embeddings: Any,
             show_progress: bool | None = None) -> AddReport:
         """Append documents using the existing centroids (no retraining); ``save`` commits."""
-        ids = _check_ids(doc_ids)
-        n, tokens, dim = _check_embeddings(embeddings, len(ids))
+        ids = check_doc_ids(doc_ids)
+        n, tokens, dim = check_embeddings(embeddings, len(ids))
         dims = self.manifest["dims"]
         if (tokens, dim) != (dims["tokens"], dims["dim"]):
-            raise ValueError(f"embeddings are ({tokens}, {dim}) per document; this index holds "
+            raise UserInputError(f"embeddings are ({tokens}, {dim}) per document; this index holds "
                              f"({dims['tokens']}, {dims['dim']})")
         if n == 0:
             return AddReport(0, self.num_rows, len(self), self.manifest.get("rebuild_advised"))
         lookup = self.ids.lookup()
         live = [i for i in ids if i in lookup and not self.deleted[lookup[i]]]
         if live:
-            raise ValueError(f"document ids already in the index: {live[:10]} (remove them "
+            raise UserInputError(f"document ids already in the index: {live[:10]} (remove them "
                              "first to replace them)")
         seg = len(self.manifest["segments"])
         bar, progress = _progress(n, "adding", show_progress)
@@ -414,7 +366,7 @@ class MultiVectorIndex:
         old_deleted = manifest.get("deleted_file")
         if self.deleted.any():
             version = int(old_deleted.split("-")[1].split(".")[0]) + 1 if old_deleted else 1
-            name = f"deleted-{version:05d}.npy"
+            name = segment_file("deleted", version)
             manifest["files"][name] = write_npy(self.data_path, name, self.deleted)
             manifest["deleted_file"] = name
         else:
@@ -424,7 +376,7 @@ class MultiVectorIndex:
             manifest["files"].pop(old_deleted, None)
             obsolete.append(old_deleted)
         manifest["counts"].update({"rows": self.num_rows, "live": len(self)})
-        manifest["updated"] = _now()
+        manifest["updated"] = now()
         return obsolete
 
     def finish_save(self, obsolete: list[str]) -> None:

@@ -1,5 +1,6 @@
-"""Search parameters: the keys an index accepts, their checks, and the plaid engine's adaptive
-defaults.
+"""Index parameters in one place: the build parameters of each method (typed, with their
+defaults, checked at build time), the search keys an index accepts with their checks, and the
+plaid engine's adaptive search defaults.
 
 Every stage of a plaid search keeps a number of documents that grows with the collection
 (more documents crowd every centroid's neighbourhood). ``effort`` scales all of them at once: 1
@@ -10,18 +11,90 @@ single stages.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["MAX_EFFORT", "SEARCH_KEYS", "check_search_params", "plaid_defaults"]
+from ..dataconfig import from_mapping, known_fields
+from ..errors import UserInputError, UserTypeError
+
+__all__ = ["BUILD_PARAMS", "MAX_EFFORT", "SEARCH_KEYS", "ExactBuildParams", "PlaidBuildParams",
+           "check_build_params", "check_search_params", "plaid_defaults"]
+
+
+@dataclass(frozen=True)
+class ExactBuildParams:
+    """An exact index stores the float16 vectors and nothing else."""
+
+    chunk_size: int = 4096          # rows written per block
+
+    def __post_init__(self) -> None:
+        _positive(self, "chunk_size")
+
+
+@dataclass(frozen=True)
+class PlaidBuildParams:
+    """A plaid index: centroids trained on a sample, residuals quantised to ``nbits``."""
+
+    nbits: int = 4                  # bits per residual dimension: 2, 4 or 8
+    num_centroids: int | None = None   # None: the PLAID rule for the number of vectors
+    sample_size: int | None = None  # vectors the centroids are trained on (None: 32 per centroid)
+    seed: int = 0
+    assign_nprobe: int = 4          # coarse cells searched when assigning a vector its centroid
+    keep_float16: bool = True       # keep the float16 vectors for exact final scores (8 KB/doc)
+    chunk_size: int = 4096          # rows assigned and written per block
+    centroids: str | None = None    # a plaid index whose trained centroids this build reuses
+
+    def __post_init__(self) -> None:
+        if isinstance(self.nbits, int) and self.nbits not in (2, 4, 8):
+            raise UserInputError(f"nbits must be 2, 4 or 8, got {self.nbits}")
+        for name in ("num_centroids", "sample_size", "assign_nprobe", "chunk_size"):
+            _positive(self, name)
+        if self.centroids is not None:  # a path-like is kept as text: the manifest is JSON
+            object.__setattr__(self, "centroids", str(self.centroids))
+
+
+logger = logging.getLogger(__name__)
+
+BUILD_PARAMS: dict[str, type] = {"exact": ExactBuildParams, "plaid": PlaidBuildParams}
+
+
+def _positive(params: Any, name: str) -> None:
+    value = getattr(params, name)
+    if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+        raise UserInputError(f"build parameter {name} must be a positive integer, got {value!r}")
+
+
+def check_build_params(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """All build parameters of ``method`` (defaults filled in), checked: a key no method knows
+    (a misspelling) is a TypeError naming it with the closest known one, a bad value a
+    ValueError or TypeError. A setting of the other method only (``num_centroids`` for an exact
+    index) does not apply and is dropped with a warning, so one config serves both."""
+    if method not in BUILD_PARAMS:
+        raise UserInputError(f"unknown index method {method!r}; use one of {sorted(BUILD_PARAMS)}")
+    given = {key: value for key, value in params.items() if value is not None}
+    if "centroids" in given and method != "plaid":
+        raise UserInputError("only a plaid index has centroids to reuse (centroids=...)")
+    own = set(known_fields(BUILD_PARAMS[method]))
+    other = {name for cls in BUILD_PARAMS.values() for name in known_fields(cls)} - own
+    dropped = sorted(key for key in given if key in other)
+    if dropped:
+        logger.warning("build parameter(s) %s do not apply to a %s index: ignored", dropped,
+                       method)
+    checked = from_mapping(BUILD_PARAMS[method],
+                           {key: value for key, value in given.items() if key not in other},
+                           what=f"{method} build parameter", error=UserTypeError)
+    return asdict(checked)
+
 
 SEARCH_KEYS = ("effort", "nprobe", "candidates", "ndocs", "rescore", "compute_dtype",
                "chunk_size")
 _COUNTS = ("nprobe", "candidates", "ndocs", "rescore", "chunk_size")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.int8}
 MAX_EFFORT = 16.0
 
 
@@ -30,7 +103,7 @@ def check_search_params(params: Mapping[str, Any]) -> dict[str, Any]:
     TypeError naming them, bad values a ValueError. Used by ``search`` and by the config."""
     unknown = sorted(set(params) - set(SEARCH_KEYS))
     if unknown:
-        raise TypeError(f"unknown search parameter(s): {unknown}; known: {list(SEARCH_KEYS)}")
+        raise UserTypeError(f"unknown search parameter(s): {unknown}; known: {list(SEARCH_KEYS)}")
     out: dict[str, Any] = {}
     for key, value in params.items():
         if value is None:
@@ -38,22 +111,23 @@ def check_search_params(params: Mapping[str, Any]) -> dict[str, Any]:
         if key == "effort":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     not math.isfinite(value) or not 0 < value <= MAX_EFFORT:
-                raise ValueError(f"search effort must be a number in (0, {MAX_EFFORT:g}], got "
+                raise UserInputError(f"search effort must be a number in (0, {MAX_EFFORT:g}], got "
                                  f"{value!r}")
             out[key] = float(value)
         elif key in _COUNTS:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"search parameter {key} must be a positive integer, got "
+                raise UserInputError(f"search parameter {key} must be a positive integer, got "
                                  f"{value!r}")
             out[key] = value
         else:  # compute_dtype
             if isinstance(value, str):
                 if value not in _DTYPES:
-                    raise ValueError(f"compute_dtype must be one of {sorted(_DTYPES)}, got "
+                    raise UserInputError(f"compute_dtype must be one of {sorted(_DTYPES)}, got "
                                      f"{value!r}")
                 value = _DTYPES[value]
             if value not in _DTYPES.values():
-                raise ValueError(f"compute_dtype must be float32 or bfloat16, got {value!r}")
+                raise UserInputError(f"compute_dtype must be one of {sorted(_DTYPES)}, "
+                                     f"got {value!r}")
             out[key] = value
     return out
 
@@ -65,7 +139,7 @@ def plaid_defaults(num_docs: int, num_centroids: int, effort: float = 1.0) -> di
     what they measure). Candidates and ndocs grow like sqrt(N): the documents a query has to
     look at grow slower than the collection, because relevant ones stay few."""
     scale = math.sqrt(max(num_docs, 1) / 100_000)
-    nprobe = 8 * (2 if num_centroids > 16384 else 1)
+    nprobe = 8 * (2 if num_centroids >= 32768 else 1)  # k-means may return 16384 + a few
     return {
         "nprobe": max(1, round(nprobe * math.sqrt(effort))),
         "candidates": max(64, round(4096 * scale * effort)),

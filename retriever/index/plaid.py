@@ -18,13 +18,16 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .centroids import CentroidAssigner
 from .codec import ResidualCodec
+from .engine import IndexEngine
 from .exact import fast_bf16
+from .params import PlaidBuildParams
 from .plaid_build import CENTROID_FILES, borrow, centroids_digest, code_dtype, train, write_segment
-from .plaid_search import Workspace, plaid_search
-from .segments import Segments
+from .plaid_search import BLOCK, Workspace, int8_matmul, plaid_search
+from .segments import Segments, segment_file
 from .storage import IndexFormatError, load_npy, write_npy
 
 __all__ = ["PlaidEngine"]
@@ -44,7 +47,7 @@ def _value_range(array: np.ndarray, chunk: int = 1 << 16) -> tuple[int, int]:
     return low, high
 
 
-class PlaidEngine:
+class PlaidEngine(IndexEngine):
     method = "plaid"
 
     def __init__(self, folder: Path, coarse: np.ndarray, codec: ResidualCodec,
@@ -55,11 +58,12 @@ class PlaidEngine:
         self.codec = codec
         self.segments = segments
         self.params = params
-        self.compute_dtype = torch.bfloat16 if fast_bf16() else torch.float32
+        self.compute_dtype = torch.int8 if int8_matmul() else \
+            torch.bfloat16 if fast_bf16() else torch.float32
         self._centroids32 = centroids
-        full = self.centroids_f32()
-        self.num_centroids = int(full.shape[0])
-        self._centroids = {self.compute_dtype: torch.from_numpy(full).to(self.compute_dtype)}
+        self.num_centroids = int(self.centroids_f32().shape[0])
+        self._centroids: dict[torch.dtype, Any] = {}
+        self.centroids_in(self.compute_dtype)
         if self.compute_dtype != torch.float32:
             self._centroids32 = None  # read again only if a float32 search or an add needs it
         self.postings = [self._postings(seg) for seg in segments.arrays]
@@ -75,30 +79,42 @@ class PlaidEngine:
             return load_npy(self.folder / "centroids.npy", mmap=False)
         return self._centroids32
 
-    def centroids_in(self, dtype: torch.dtype) -> torch.Tensor:
+    def centroids_in(self, dtype: torch.dtype) -> Any:
+        """The centroids as stage 1 of a search multiplies them: a tensor in ``dtype``, or for
+        int8 the rows rounded to 7 bits with one scale each, both padded with zeros to a
+        whole number of stage-2 blocks."""
         if dtype not in self._centroids:
-            self._centroids[dtype] = torch.from_numpy(self.centroids_f32()).to(dtype)
+            full = torch.from_numpy(self.centroids_f32())
+            if dtype == torch.int8:
+                padded = -(-full.shape[0] // BLOCK) * BLOCK
+                scale = full.abs().amax(dim=1).clamp_min(1e-30) / 127
+                rows = torch.zeros((padded, full.shape[1]), dtype=torch.int8)
+                rows[:len(full)] = torch.round(full / scale[:, None]).to(torch.int8)
+                self._centroids[dtype] = (rows, F.pad(scale, (0, padded - len(full))))
+            else:
+                self._centroids[dtype] = full.to(dtype)
         return self._centroids[dtype]
 
     def _assigner_for(self) -> CentroidAssigner:
         if self._assigner is None:
             # documents added later are assigned the way the build assigned its own
             self._assigner = CentroidAssigner(self.centroids_f32(), self.coarse,
-                                              nprobe=int(self.params.get("assign_nprobe", 4)))
+                                              nprobe=int(self.params.get("assign_nprobe",
+                                                                     PlaidBuildParams.assign_nprobe)))
         return self._assigner
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
     def build(cls, folder: Path, embeddings: Any, params: dict, progress
               ) -> tuple[dict, dict, dict]:
-        nbits = int(params.get("nbits", 4))
-        if params.get("centroids"):
+        nbits = params["nbits"]
+        if params["centroids"]:
             centroids, coarse, codec, used = borrow(params["centroids"], nbits)
         else:
             centroids, coarse, codec, used = train(embeddings, params)
         files = {name: write_npy(folder, name, array) for name, array in
                  zip(CENTROID_FILES, (centroids, coarse, codec.lo, codec.step))}
-        used.update({"nbits": nbits, "keep_float16": bool(params.get("keep_float16", True)),
+        used.update({"nbits": nbits, "keep_float16": params["keep_float16"],
                      "centroids_digest": centroids_digest(files, nbits)})
         engine = cls(folder, coarse, codec, Segments(), used, centroids)
         engine._assigner = CentroidAssigner(centroids, coarse, nprobe=used["assign_nprobe"])
@@ -111,13 +127,14 @@ class PlaidEngine:
     def _open_segment(folder: Path, seg: int, keep16: bool) -> dict[str, np.ndarray]:
         # plain ndarray views of the maps: np.memmap's Python-level __getitem__ costs ~7 us a
         # slice, and a search slices hundreds of posting lists
-        arrays = {"codes": load_npy(folder / f"codes-{seg:05d}.npy").view(np.ndarray),
-                  "residuals": load_npy(folder / f"residuals-{seg:05d}.npy").view(np.ndarray),
-                  "postings_offsets": load_npy(folder / f"postings-{seg:05d}.offsets.npy", False),
-                  "postings_docs": load_npy(folder / f"postings-{seg:05d}.docs.npy")
+        arrays = {"codes": load_npy(folder / segment_file("codes", seg)).view(np.ndarray),
+                  "residuals": load_npy(folder / segment_file("residuals", seg)).view(np.ndarray),
+                  "postings_offsets": load_npy(
+                      folder / segment_file("postings", seg, ".offsets.npy"), False),
+                  "postings_docs": load_npy(folder / segment_file("postings", seg, ".docs.npy"))
                   .view(np.ndarray)}
         if keep16:  # stays a memmap: read by positional reads (see segments.read_rows)
-            arrays["embeddings"] = load_npy(folder / f"embeddings-{seg:05d}.npy")
+            arrays["embeddings"] = load_npy(folder / segment_file("embeddings", seg))
         return arrays
 
     @classmethod

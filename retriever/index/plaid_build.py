@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import UserInputError
 from ..fileio import DIGEST, bytes_digest
 from .centroids import CentroidAssigner, default_num_centroids, train_centroids
 from .codec import ResidualCodec
-from .segments import iter_chunks
+from .params import PlaidBuildParams
+from .segments import iter_chunks, segment_file
 from .storage import KIND_SHARDED, NpyWriter, load_npy, read_manifest, verify_files, write_npy
 
 __all__ = [
@@ -51,17 +53,15 @@ def train(embeddings: Any, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarr
                                                             ResidualCodec, dict[str, Any]]:
     """Centroids, coarse centres and residual codec trained on a sample of ``embeddings``."""
     n, tokens, dim = embeddings.shape
-    nbits = int(params.get("nbits", 4))
-    seed = int(params.get("seed", 0))
-    num_centroids = int(params.get("num_centroids") or default_num_centroids(n * tokens))
+    nbits, seed = params["nbits"], params["seed"]
+    num_centroids = int(params["num_centroids"] or default_num_centroids(n * tokens))
     rng = np.random.default_rng(seed)
-    sample_size = min(n * tokens, int(params.get("sample_size") or max(32 * num_centroids,
-                                                                       65536)))
+    sample_size = min(n * tokens, int(params["sample_size"] or max(32 * num_centroids, 65536)))
     docs = np.sort(rng.choice(n, size=min(n, -(-sample_size // tokens)), replace=False))
     sample = np.asarray(embeddings[docs], dtype=np.float32).reshape(-1, dim)
     logger.info("training %d centroids on %d vectors", num_centroids, len(sample))
     centroids, coarse = train_centroids(sample, num_centroids, seed=seed)
-    assign_nprobe = int(params.get("assign_nprobe", 4))
+    assign_nprobe = params["assign_nprobe"]
     fit = sample[: min(len(sample), 262144)]
     assigner = CentroidAssigner(centroids, coarse, nprobe=assign_nprobe)
     codec = ResidualCodec.fit(fit - centroids[assigner.assign(fit)], nbits)
@@ -81,11 +81,11 @@ def borrow(source: str | Path, nbits: int) -> tuple[np.ndarray, np.ndarray, Resi
         part = manifest["parts"][0]
         folder, manifest = folder / part["path"], part["manifest"]
     if manifest["method"] != "plaid":
-        raise ValueError(f"{source} is a {manifest['method']} index: only a plaid index has "
+        raise UserInputError(f"{source} is a {manifest['method']} index: only a plaid index has "
                          "centroids to reuse")
     params = manifest["params"]
     if int(params["nbits"]) != nbits:
-        raise ValueError(f"the centroids of {source} come with a {params['nbits']}-bit "
+        raise UserInputError(f"the centroids of {source} come with a {params['nbits']}-bit "
                          f"quantiser; build with nbits={params['nbits']} to reuse them")
     data = folder / manifest["data"]
     verify_files(data, {name: manifest["files"][name] for name in CENTROID_FILES}, "full")
@@ -93,7 +93,7 @@ def borrow(source: str | Path, nbits: int) -> tuple[np.ndarray, np.ndarray, Resi
     centroids, coarse, lo, step = arrays
     used = {"num_centroids": len(centroids), "seed": params.get("seed"),
             "sample_size": params.get("sample_size"),
-            "assign_nprobe": int(params.get("assign_nprobe", 4)),
+            "assign_nprobe": int(params.get("assign_nprobe", PlaidBuildParams.assign_nprobe)),
             "trained_rows": int(params.get("trained_rows", manifest["counts"]["trained_rows"])),
             "centroids_from": str(Path(source).resolve())}
     return centroids, coarse, ResidualCodec(nbits, lo, step), used
@@ -116,10 +116,9 @@ def write_segment(folder: Path, seg: int, embeddings: Any, centroids: np.ndarray
                   progress) -> tuple[dict, dict]:
     """Assign, quantise and write one segment; returns its files and residual statistics."""
     n, tokens, dim = embeddings.shape
-    chunk = int(params.get("chunk_size", 4096))
-    keep16 = bool(params.get("keep_float16", True))
-    names = {"codes": f"codes-{seg:05d}.npy", "residuals": f"residuals-{seg:05d}.npy",
-             "embeddings": f"embeddings-{seg:05d}.npy"}
+    chunk = int(params.get("chunk_size") or PlaidBuildParams.chunk_size)
+    keep16 = bool(params.get("keep_float16", PlaidBuildParams.keep_float16))
+    names = {name: segment_file(name, seg) for name in ("codes", "residuals", "embeddings")}
     writers = {"codes": NpyWriter(folder, names["codes"], (n, tokens), code_dtype(len(centroids))),
                "residuals": NpyWriter(folder, names["residuals"],
                                       (n, tokens, codec.bytes_per_vector), np.uint8)}
@@ -151,7 +150,7 @@ def write_segment(folder: Path, seg: int, embeddings: Any, centroids: np.ndarray
     codes = load_npy(folder / names["codes"])
     offsets, docs = postings_for(codes, len(centroids))
     for suffix, array in (("offsets", offsets), ("docs", docs)):
-        name = f"postings-{seg:05d}.{suffix}.npy"
+        name = segment_file("postings", seg, f".{suffix}.npy")
         files[name] = write_npy(folder, name, array)
     stats = {"residual_norm_mean": norm_sum / max(n * tokens, 1),
              "clip_fraction": clipped / max(values, 1)}

@@ -16,10 +16,16 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["Segments", "iter_chunks", "read_rows", "readonly_tensor"]
+__all__ = ["Segments", "iter_chunks", "read_rows", "readonly_tensor", "segment_file"]
 
 _FDS: dict[str, int] = {}
 _FDS_LOCK = threading.Lock()
+
+
+def segment_file(name: str, seg: int, suffix: str = ".npy") -> str:
+    """The file of array ``name`` of segment ``seg`` (``codes-00003.npy``): one spelling for
+    every engine's writer and reader."""
+    return f"{name}-{seg:05d}{suffix}"
 
 
 def iter_chunks(total: int, size: int):

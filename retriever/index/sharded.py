@@ -31,8 +31,10 @@ import numpy as np
 import torch
 import xxhash
 
+from ..errors import UserInputError
 from ..fileio import seal
-from .multivector import AddReport, Hit, MultiVectorIndex, _now, clear_stale_data, new_data_name
+from .folders import clear_stale_data, new_data_name, now
+from .multivector import AddReport, Hit, MultiVectorIndex
 from .params import check_search_params
 from .storage import (
     FORMAT,
@@ -69,7 +71,7 @@ def check_compatible(manifests: Sequence[dict[str, Any]], names: Sequence[str]) 
             if get(manifest) != get(first):
                 hint = (" (build the parts with --centroids FROM_ONE_INDEX)"
                         if label == "centroids" else "")
-                raise ValueError(f"{name} and {where} cannot be searched as one: different "
+                raise UserInputError(f"{name} and {where} cannot be searched as one: different "
                                  f"{label}: {get(manifest)!r} vs {get(first)!r}{hint}")
 
 
@@ -97,7 +99,7 @@ def _check_unique_ids(parts: Sequence[MultiVectorIndex], names: Sequence[str]) -
             continue
         id_a = parts[owner[a]].ids.id_at(int(rows[a]))
         if id_a == parts[owner[b]].ids.id_at(int(rows[b])):
-            raise ValueError(f"document id {id_a!r} is in both {names[owner[a]]} and "
+            raise UserInputError(f"document id {id_a!r} is in both {names[owner[a]]} and "
                              f"{names[owner[b]]}: ids must be unique across the parts of an "
                              "index")
 
@@ -154,7 +156,7 @@ class ShardedIndex(MultiVectorIndex):
         params = check_search_params(params)
         q = self._queries(queries)
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise UserInputError(f"k must be >= 1, got {k}")
         per_part = [part.search_rows(q, k, **params) for part in self.parts]
         out = []
         for qi in range(q.shape[0]):
@@ -185,7 +187,7 @@ class ShardedIndex(MultiVectorIndex):
         live = [i for i in doc_ids if self._owner(int(i) if isinstance(i, np.integer) else i)
                 is not None]
         if live:
-            raise ValueError(f"document ids already in the index: {live[:10]} (remove them "
+            raise UserInputError(f"document ids already in the index: {live[:10]} (remove them "
                              "first to replace them)")
         report = self.parts[-1].add(doc_ids, embeddings, show_progress)
         self._dirty = self._dirty or report.added > 0
@@ -220,7 +222,7 @@ class ShardedIndex(MultiVectorIndex):
         for entry, part in zip(manifest["parts"], self.parts):
             entry["manifest"] = seal(part.manifest)
         manifest["counts"].update({"rows": self.num_rows, "live": len(self)})
-        manifest["updated"] = _now()
+        manifest["updated"] = now()
         write_manifest(self.path, manifest)       # the commit
         for part in dirty:
             write_manifest(part.path, part.manifest)  # each part loadable on its own again
@@ -267,11 +269,11 @@ def merge_indexes(sources: Sequence[str | os.PathLike], out: str | os.PathLike, 
     each checked at level ``verify``): compatible, with ids unique across them. Their files are
     hard-linked (``link``) or copied; ``out`` is replaced atomically (its manifest last)."""
     if not sources:
-        raise ValueError("merge needs at least one index")
+        raise UserInputError("merge needs at least one index")
     folder = Path(out)
     resolved = {Path(s).resolve() for s in sources}
     if folder.resolve() in resolved:
-        raise ValueError(f"{folder} is one of the indexes to merge: write the merge elsewhere")
+        raise UserInputError(f"{folder} is one of the indexes to merge: write the merge elsewhere")
     parts, names = _sources(sources, verify)
     check_compatible([p.manifest for p in parts], names)
     _check_unique_ids(parts, names)
@@ -312,7 +314,7 @@ def merge_indexes(sources: Sequence[str | os.PathLike], out: str | os.PathLike, 
                 "kb": kbs[0] if all(kb == kbs[0] for kb in kbs) else None}
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND_SHARDED,
-        "method": first["method"], "created": _now(), "updated": _now(), "library": "rag-vqa",
+        "method": first["method"], "created": now(), "updated": now(), "library": "rag-vqa",
         "data": parts_name, "dims": first["dims"], "id_kind": first["id_kind"],
         "params": common, "parts": entries, "metadata": metadata,
         "counts": {"rows": sum(p.num_rows for p in parts), "live": sum(len(p) for p in parts),

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,17 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..fileio import DIGEST, CorruptFileError, atomic_write_json, check_seal, file_digest, seal
+from ..errors import UserError, UserInputError, UserTypeError
+from ..fileio import (
+    DIGEST,
+    CorruptFileError,
+    atomic_write_json,
+    check_seal,
+    file_digest,
+    publish,
+    seal,
+    temp_beside,
+)
 
 __all__ = [
     "FORMAT",
@@ -41,6 +49,8 @@ __all__ = [
     "IndexFormatError",
     "NpyWriter",
     "check_data_name",
+    "check_doc_ids",
+    "check_embeddings",
     "check_manifest",
     "check_part_path",
     "file_entry",
@@ -71,7 +81,7 @@ _SHARDED_SCHEMA: dict[str, type | tuple[type, ...]] = {
 }
 
 
-class IndexFormatError(ValueError):
+class IndexFormatError(UserError, ValueError):
     """A folder that is not a readable index: missing, wrong version, or damaged files."""
 
 
@@ -91,17 +101,13 @@ class NpyWriter:
 
     def __init__(self, folder: Path, name: str, shape: tuple[int, ...], dtype: Any) -> None:
         self.final = folder / name
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = temp_beside(self.final)
         self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
 
     def close(self) -> dict[str, Any]:
         self.array.flush()
         del self.array
-        with open(self.tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.tmp, self.final)
+        publish(self.tmp, self.final)
         return file_entry(self.final)
 
     def abort(self) -> None:
@@ -222,7 +228,7 @@ def verify_files(folder: Path, files: dict[str, dict[str, Any]], level: str = "f
                  show_progress: bool | None = None) -> None:
     """Check every file the manifest lists: presence and size, and the digest when ``full``."""
     if level not in VERIFY_LEVELS:
-        raise ValueError(f"verify must be one of {', '.join(VERIFY_LEVELS)}, got {level!r}")
+        raise UserInputError(f"verify must be one of {', '.join(VERIFY_LEVELS)}, got {level!r}")
     if level == "none":
         return
     problems = []
@@ -253,7 +259,7 @@ class IdStore:
 
     def __init__(self, kind: str) -> None:
         if kind not in ("int", "str"):
-            raise ValueError(f"id kind must be 'int' or 'str', got {kind!r}")
+            raise UserInputError(f"id kind must be 'int' or 'str', got {kind!r}")
         self.kind = kind
         self._segments: list[tuple[np.ndarray, np.ndarray | None]] = []
         self._bases: list[int] = [0]
@@ -265,7 +271,7 @@ class IdStore:
             return "int"
         if all(isinstance(i, str) for i in ids):
             return "str"
-        raise TypeError("document ids must be all integers or all strings")
+        raise UserTypeError("document ids must be all integers or all strings")
 
     def __len__(self) -> int:
         return self._bases[-1]
@@ -273,7 +279,7 @@ class IdStore:
     def encode(self, ids: Sequence[Any]) -> dict[str, np.ndarray]:
         """Arrays that store ``ids`` (for one new segment)."""
         if len(ids) and self.kind_of(ids) != self.kind:
-            raise TypeError(f"this index stores {self.kind} document ids")
+            raise UserTypeError(f"this index stores {self.kind} document ids")
         if self.kind == "int":
             return {"ids": np.asarray(ids, dtype=np.int64)}
         blobs = [i.encode("utf-8") for i in ids]
@@ -323,7 +329,7 @@ class IdStore:
     def int_ids(self) -> np.ndarray:
         """Every id by row (an index of int ids)."""
         if self.kind != "int":
-            raise TypeError("this index stores str ids")
+            raise UserTypeError("this index stores str ids")
         return np.concatenate([seg for seg, _ in self._segments] or [np.empty(0, np.int64)])
 
     def id_at(self, row: int) -> Any:
@@ -338,3 +344,28 @@ class IdStore:
                 for j in range(self._bases[s + 1] - self._bases[s]):
                     self._lookup[self._decode(seg, j)] = self._bases[s] + j
         return self._lookup
+
+
+def check_doc_ids(doc_ids: Sequence[Any]) -> list[Any]:
+    """``doc_ids`` as plain Python values, checked: one kind (all int or all str), unique."""
+    ids = [int(i) if isinstance(i, np.integer) else i for i in doc_ids]
+    IdStore.kind_of(ids)
+    if len(set(ids)) != len(ids):
+        seen, dup = set(), []
+        for i in ids:
+            if i in seen:
+                dup.append(i)
+            seen.add(i)
+        raise UserInputError(f"duplicate document ids: {dup[:10]}")
+    return ids
+
+
+def check_embeddings(embeddings: Any, count: int | None = None) -> tuple[int, int, int]:
+    """(N, tokens, dim) of an array-like of embeddings, checked (and N against ``count``)."""
+    shape = getattr(embeddings, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise UserInputError(f"embeddings must be an array-like of shape (N, tokens, dim), got "
+                         f"{shape if shape is not None else type(embeddings).__name__}")
+    if count is not None and shape[0] != count:
+        raise UserInputError(f"got {count} document ids but {shape[0]} embeddings")
+    return int(shape[0]), int(shape[1]), int(shape[2])

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..errors import UserError
 from .candidates import Reranked, StageScore, as_reranked
 from .configuration_rerank import RerankerConfig
 
@@ -26,7 +27,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class RerankerLoadError(RuntimeError):
+class RerankerLoadError(UserError, RuntimeError):
     """A reranking model (or its tokenizer / processor) that cannot be loaded."""
 
 

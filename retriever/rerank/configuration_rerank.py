@@ -23,9 +23,11 @@ import json
 import os
 import string
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from ..dataconfig import check_keys, from_mapping
 
 __all__ = [
     "CONFIG_NAME",
@@ -136,14 +138,10 @@ class RerankerConfig:
         if not isinstance(values, Mapping):
             raise ValueError(f"a reranker stage must be a table of options, got "
                              f"{type(values).__name__}")
-        values = dict(values)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown reranker option(s): {unknown}; known: {sorted(known)}")
+        check_keys(values, cls, what="reranker option")
         if "kind" not in values:
             raise ValueError(f"a reranker stage needs kind ({', '.join(KINDS)})")
-        return cls(**values)
+        return from_mapping(cls, values, what="reranker option")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
 from .base import ModelReranker, RelevanceScore, passage_text
 from .candidates import Reranked
 from .configuration_rerank import RerankerConfig
-from .loading import load_error, load_kwargs, prepare_load, truncate_tokens
+from .loading import load_kwargs, load_reranker_model, truncate_tokens
 
 __all__ = ["CrossEncoderReranker"]
 
@@ -42,17 +42,7 @@ class CrossEncoderReranker(ModelReranker):
 
     @classmethod
     def from_config(cls, config: RerankerConfig) -> CrossEncoderReranker:
-        kwargs, device = load_kwargs(config)
-        config = prepare_load(config)
-        kwargs["local_files_only"] = config.local_files_only
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                config.model, revision=config.revision, local_files_only=config.local_files_only,
-                trust_remote_code=config.trust_remote_code)
-            model = AutoModelForSequenceClassification.from_pretrained(config.model, **kwargs)
-        except (OSError, ValueError, KeyError) as exc:
-            raise load_error(config, exc) from exc
-        return cls(config, model.to(device), tokenizer, device)
+        return cls(*load_reranker_model(config, AutoModelForSequenceClassification))
 
     def _passage(self, item: Reranked) -> str:
         c = item.candidate

@@ -17,14 +17,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
 from retriever.images import load_image
 
+from ..hf_loading import chat_prompt, left_padded, model_device
 from .base import ModelReranker, RelevanceScore, RerankerLoadError, passage_text
 from .candidates import Reranked
 from .configuration_rerank import RerankerConfig
-from .loading import load_error, load_kwargs, prepare_load, truncate_tokens
+from .loading import load_kwargs, load_reranker_model, truncate_tokens
 
 __all__ = ["CausalLMReranker", "MLLMReranker", "answer_token_ids"]
 
@@ -57,12 +58,10 @@ class _YesNoReranker(ModelReranker):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.processor = processor
-        self.device = model.device if getattr(model, "hf_device_map", None) else device
-        tokenizer.padding_side = "left"
+        self.device = model_device(model, device)
+        left_padded(tokenizer)
         if processor is not None and hasattr(processor, "tokenizer"):
             processor.tokenizer.padding_side = "left"
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
         self.yes_ids, self.no_ids = answer_token_ids(tokenizer, config.yes_words,
                                                      config.no_words)
 
@@ -118,18 +117,7 @@ class CausalLMReranker(_YesNoReranker):
 
     @classmethod
     def from_config(cls, config: RerankerConfig) -> CausalLMReranker:
-        kwargs, device = load_kwargs(config)
-        config = prepare_load(config)
-        kwargs["local_files_only"] = config.local_files_only
-        extra = {"gguf_file": config.gguf_file} if config.gguf_file else {}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                config.model, revision=config.revision, local_files_only=config.local_files_only,
-                trust_remote_code=config.trust_remote_code, **extra)
-            model = AutoModelForCausalLM.from_pretrained(config.model, **kwargs, **extra)
-        except (OSError, ValueError, KeyError) as exc:
-            raise load_error(config, exc) from exc
-        return cls(config, model.to(device), tokenizer, device)
+        return cls(*load_reranker_model(config, AutoModelForCausalLM))
 
     @property
     def templated(self) -> bool:
@@ -139,11 +127,7 @@ class CausalLMReranker(_YesNoReranker):
     def render(self, body: str) -> str:
         if not self.templated:
             return body + "\nAnswer:"
-        messages = [{"role": "user", "content": body}]
-        if self.config.system:
-            messages.insert(0, {"role": "system", "content": self.config.system})
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                  tokenize=False)
+        return chat_prompt(self.tokenizer, body, self.config.system)
 
     def score(self, question: str, image: Any, items: Sequence[Reranked]
               ) -> list[RelevanceScore]:
@@ -199,32 +183,10 @@ class MLLMReranker(_YesNoReranker):
 
     @classmethod
     def from_config(cls, config: RerankerConfig) -> MLLMReranker:
-        from transformers import AutoProcessor
-
-        kwargs, device = load_kwargs(config)
-        config = prepare_load(config)
-        kwargs["local_files_only"] = config.local_files_only
-        options = {"revision": config.revision, "local_files_only": config.local_files_only,
-                   "trust_remote_code": config.trust_remote_code}
-        try:
-            try:  # transformers >= 5: the PIL image backend (no torchvision needed)
-                processor = AutoProcessor.from_pretrained(config.model, backend="pil", **options)
-            except TypeError:
-                processor = AutoProcessor.from_pretrained(config.model, **options)
-            model = AutoModelForImageTextToText.from_pretrained(config.model, **kwargs)
-        except (OSError, ValueError, KeyError) as exc:
-            raise load_error(config, exc) from exc
-        return cls(config, model.to(device), processor, device)
+        return cls(*load_reranker_model(config, AutoModelForImageTextToText, processor=True))
 
     def render(self, body: str, has_image: bool) -> str:
-        content: list[dict[str, Any]] = [{"type": "image"}] if has_image else []
-        content.append({"type": "text", "text": body})
-        messages = [{"role": "user", "content": content}]
-        if self.config.system:
-            messages.insert(0, {"role": "system",
-                                "content": [{"type": "text", "text": self.config.system}]})
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True,
-                                                  tokenize=False)
+        return chat_prompt(self.processor, body, self.config.system, image=has_image)
 
     def _encode(self, question: str, image: Any, items: Sequence[Reranked]
                 ) -> dict[str, torch.Tensor]:

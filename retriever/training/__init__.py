@@ -4,8 +4,17 @@
 """
 
 from .config import TrainConfig
-from .data import (JsonlPassages, PassageLookup, ReTCollator, RetrievalPairs, TrainPassage,
-                   TrainQuery, TrainingDataError, load_train_queries, read_jsonl_rows)
+from .data import (
+                   JsonlPassages,
+                   PassageLookup,
+                   ReTCollator,
+                   RetrievalPairs,
+                   TrainingDataError,
+                   TrainPassage,
+                   TrainQuery,
+                   load_train_queries,
+                   read_jsonl_rows,
+)
 from .trainer import ReTTrainer, TrainResult, latest_checkpoint
 from .validation import recall_at_k
 

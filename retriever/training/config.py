@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from ..dataconfig import from_mapping
 
 __all__ = ["TrainConfig"]
 
@@ -53,13 +55,8 @@ class TrainConfig:
             raise ValueError(f"train.report_to: unknown {sorted(unknown)}")
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "TrainConfig":
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s): {unknown}; known: {sorted(known)}")
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, Any] | None) -> TrainConfig:
+        return from_mapping(cls, values, what="training option")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,7 +4,6 @@ the same tensors inference uses (through :class:`~retriever.processing_ret.ReTPr
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,9 +14,11 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import UserError
+from ..fileio import loads_json, read_jsonl_records, require_file
 from ..images import ImageLoadError, load_image
 from ..losses import label_ids
-from ..processing_ret import ReTInputs, ReTProcessor
+from ..processing_ret import ReTInputs, ReTProcessor, query_text
 
 __all__ = ["TrainPassage", "TrainQuery", "PassageLookup", "JsonlPassages", "RetrievalPairs",
            "ReTCollator", "TrainBatch", "load_train_queries", "read_jsonl_rows",
@@ -26,7 +27,7 @@ __all__ = ["TrainPassage", "TrainQuery", "PassageLookup", "JsonlPassages", "Retr
 logger = logging.getLogger(__name__)
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(UserError, ValueError):
     """Training files that cannot be used; the message names file, line and field."""
 
 
@@ -46,7 +47,7 @@ class PassageLookup(Protocol):
 @dataclass
 class TrainQuery:
     data_id: str
-    text: str                       # instruction + " " + question, as ReT was trained
+    text: str                       # query_text(instruction, question), as ReT was trained
     image: Path | None
     positives: list[str]
     hard_negatives: list[str] = field(default_factory=list)
@@ -64,18 +65,17 @@ def _resolve(root: Path | None, ref: str | None) -> Path | None:
 
 def read_jsonl_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """``("file:line", object)`` for every non-blank line; bad JSON names its line."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrainingDataError(f"{where}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise TrainingDataError(f"{where}: expected a JSON object")
-            yield where, row
+    try:
+        require_file(path, "JSONL file")
+    except ValueError as exc:  # a folder, a FIFO: FileNotFoundError (missing) passes as it is
+        raise TrainingDataError(str(exc)) from exc
+    for number, row, error in read_jsonl_records(path, loads=loads_json):
+        where = f"{path}:{number}"
+        if error is not None:
+            raise TrainingDataError(f"{where}: {error}") from error
+        if not isinstance(row, dict):
+            raise TrainingDataError(f"{where}: expected a JSON object")
+        yield where, row
 
 
 class JsonlPassages:
@@ -117,8 +117,10 @@ def load_train_queries(path: str | Path, image_root: str | Path | None = None,
         positives = row["passage_id"]
         positives = [str(p) for p in (positives if isinstance(positives, list) else [positives])]
         data_id = str(row["data_id"])
-        instruction, question = row.get("instruction") or "", row.get("question") or ""
-        text = f"{instruction} {question}".strip() if question else instruction
+        for key in ("instruction", "question"):
+            if row.get(key) is not None and not isinstance(row[key], str):
+                raise TrainingDataError(f"{where}: field {key!r} must be text")
+        text = query_text(row.get("instruction"), row.get("question"))
         negatives = [str(n) for n in row.get("hard_negatives") or []]
         negatives += [str(n) for n in (hard_negatives or {}).get(data_id, [])]
         # mined lists often contain the positives themselves: never train against them

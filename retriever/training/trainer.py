@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -27,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from ..fileio import atomic_write_text, replace_folder
 from ..losses import Temperature, contrastive_loss, gather_with_grad
 from ..modeling_retriever import ReTRetriever
 from .config import TrainConfig
@@ -68,8 +68,9 @@ def _lr_lambda(config: TrainConfig):
 
 
 class ReTTrainer:
-    def __init__(self, model: ReTRetriever, config: TrainConfig, train_queries: Sequence[TrainQuery],
-                 passages: PassageLookup, val_queries: Sequence[TrainQuery] | None = None,
+    def __init__(self, model: ReTRetriever, config: TrainConfig,
+                 train_queries: Sequence[TrainQuery], passages: PassageLookup,
+                 val_queries: Sequence[TrainQuery] | None = None,
                  val_passage_ids: Sequence[str] | None = None) -> None:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
@@ -148,7 +149,8 @@ class ReTTrainer:
             self.epoch, self.position = self.epoch + 1, 0
 
     # -- one step --------------------------------------------------------------------------------
-    def _features(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _features(self,
+                  batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Query, passage and hard-negative features (negatives ride with the passages)."""
         model = self.accelerator.unwrap_model(self.model)
         device = self.accelerator.device
@@ -219,12 +221,11 @@ class ReTTrainer:
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save({"scheduler": self.scheduler.state_dict(),
                         "temperature": self.temperature.state_dict()}, tmp / "state.pt")
-            (tmp / _DONE).write_text(json.dumps(
+            atomic_write_text(tmp / _DONE, json.dumps(
                 {"step": self.step, "epoch": self.epoch, "position": self.position,
                  "num_processes": self.accelerator.num_processes,
                  "config": self.config.to_dict()}, indent=2))
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
+            replace_folder(tmp, folder)
             for old in sorted(self.out.glob("checkpoint-*"))[: -self.config.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()

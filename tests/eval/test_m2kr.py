@@ -15,8 +15,14 @@ from rag_vqa.indexing import build_index
 from rag_vqa.kb import PassageStore, import_kb
 from rag_vqa.loading import load_retriever
 from rag_vqa.samples import SAMPLE_KB
-from tests.eval.m2krdata import (INSTRUCTION, data_file, m2kr_id, passages_file,
-                                 sample_queries, write_parquet)
+from tests.eval.m2krdata import (
+    INSTRUCTION,
+    data_file,
+    m2kr_id,
+    passages_file,
+    sample_queries,
+    write_parquet,
+)
 from tests.eval.test_eval_cli import in_process
 
 pytest.importorskip("pyarrow")

@@ -6,8 +6,13 @@ import io
 
 import pytest
 
-from eval.rankings import (RankingsError, format_rankings, read_rankings, run_rankings,
-                           write_rankings)
+from eval.rankings import (
+    RankingsError,
+    format_rankings,
+    read_rankings,
+    run_rankings,
+    write_rankings,
+)
 from eval.report import write_report
 from eval.runner import RunSpec, read_predictions, run_eval
 from rag_vqa.samples import SAMPLE_KB, sample_passages

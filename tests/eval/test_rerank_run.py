@@ -65,3 +65,32 @@ def test_selective_table_of_a_run_that_answers(tmp_path, pipe):
     text = (tmp_path / "run" / "report.md").read_text()
     assert "## Reranking: first stage against reranked" in text
     assert "| entity_recall | first stage |" in text and "## Selective answering" in text
+
+
+def test_retrieval_only_runs_record_and_report_both_stages(tmp_path, pipe):
+    files = infoseek_files(tmp_path)
+    spec = spec_for(files, tmp_path / "staged")
+    spec.retrieval_only = True
+    run_eval(spec, reranked_pipe(pipe))
+    for r in read_predictions(tmp_path / "staged" / "predictions.jsonl"):
+        assert len(r["first_stage"]) == 10 and len(r["retrieved"]) == 4
+        assert [c["passage_id"] for c in r["reranked"][:4]] == \
+            [h["passage_id"] for h in r["retrieved"]]
+    report = write_report(tmp_path / "staged")
+    first, reranked = report["retrieval_first_stage"], report["retrieval_reranked"]
+    assert first["depth"] == 10 and report["retrieval"]["depth"] == 4
+    assert reranked["depth"] > 4                 # the whole reranked list, not only its top k
+    for metric in ("entity_recall", "pseudo_recall"):  # the top k is the reranked list's top
+        assert reranked[metric]["@1"] == pytest.approx(report["retrieval"][metric]["@1"])
+    text = (tmp_path / "staged" / "report.md").read_text()
+    table = text.split("## Reranking: first stage against reranked")[1].split("##")[0]
+    assert "| entity_recall | reranked | " in table and "| @1 | @5 |" in table
+    # without a reranker: one stage, recorded once
+    spec = spec_for(files, tmp_path / "plain")
+    spec.retrieval_only = True
+    run_eval(spec, pipe)
+    assert all("first_stage" not in r and "reranked" not in r
+               for r in read_predictions(tmp_path / "plain" / "predictions.jsonl"))
+    plain = write_report(tmp_path / "plain")
+    assert plain["retrieval"]["depth"] == 4 and "retrieval_first_stage" not in plain
+    assert "Reranking" not in (tmp_path / "plain" / "report.md").read_text()

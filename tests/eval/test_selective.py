@@ -4,8 +4,13 @@ import random
 
 import pytest
 
-from eval.selective import (aurc, coverage_table, plot_risk_coverage, risk_coverage,
-                            selective_summary)
+from eval.selective import (
+    aurc,
+    coverage_table,
+    plot_risk_coverage,
+    risk_coverage,
+    selective_summary,
+)
 
 
 def reference(confidences, correct):

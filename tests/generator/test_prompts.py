@@ -3,8 +3,13 @@
 import pytest
 
 from generator.prompts import (
-    BuiltPrompt, ContextPassage, PromptBuilder, PromptConfig, PromptTooLongError,
-    as_context_passages)
+    BuiltPrompt,
+    ContextPassage,
+    PromptBuilder,
+    PromptConfig,
+    PromptTooLongError,
+    as_context_passages,
+)
 
 
 class WordOps:
@@ -32,7 +37,8 @@ def build(limit=400, reserve=0, **prompt):
 def test_passages_appear_numbered_in_rank_order_with_titles():
     built = build().build("When was it built?", [passage(1), passage(2), passage(3)], True)
     text = built.text
-    assert text.index("[1] Title1: w1_0") < text.index("[2] Title2: w2_0") < text.index("[3] Title3")
+    assert (text.index("[1] Title1: w1_0") < text.index("[2] Title2: w2_0")
+            < text.index("[3] Title3"))
     assert built.passage_ids == ["p1", "p2", "p3"] and built.dropped == 0
     assert text.rstrip().endswith("Question: When was it built?\nShort answer: ASSISTANT:")
     assert built.num_tokens == WordOps().count_tokens(text)
@@ -40,7 +46,7 @@ def test_passages_appear_numbered_in_rank_order_with_titles():
 
 def test_each_passage_is_cut_to_its_budget():
     built = build(max_passage_tokens=10).build("q?", [passage(1, 50)], False)
-    line = next(l for l in built.text.splitlines() if l.startswith("[1]"))
+    line = next(ln for ln in built.text.splitlines() if ln.startswith("[1]"))
     assert line.split(": ", 1)[1].split() == [f"w1_{j}" for j in range(10)]
     assert built.truncated == [True]
 
@@ -137,3 +143,16 @@ def test_max_passages_keeps_the_top_ranks():
     assert "[3]" not in built.text
     with pytest.raises(ValueError, match="max_passages"):
         PromptConfig(max_passages=0)
+
+
+def test_cite_asks_for_the_numbers_of_the_passages_in_one_configurable_line():
+    plain = build().build("q?", [passage(1)], True).text
+    cited = build(cite=True).build("q?", [passage(1)], True).text
+    instruction = PromptConfig().cite_instruction
+    assert instruction not in plain and instruction in cited
+    assert cited.index(instruction) < cited.index("[1] Title1")   # right after the instruction
+    text_only = PromptBuilder(PromptConfig(cite=True, cite_instruction="Cite as [n]."),
+                              WordOps(), 400, 0, text_only=True).build("q?", [passage(1)], False)
+    assert f"{PromptConfig().text_only_instruction} Cite as [n]." in text_only.text
+    alone = PromptBuilder(PromptConfig(cite=True), WordOps(), 400, 0, use_passages=False)
+    assert instruction not in alone.build("q?", [passage(1)], True).text   # nothing to cite

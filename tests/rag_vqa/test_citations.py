@@ -38,10 +38,13 @@ def test_unnumbered_prompt_slots_and_bad_input():
 
 
 def test_cite_setting_asks_the_generator_to_cite():
-    from rag_vqa.citations import CITE_INSTRUCTION
+    from generator.prompts import PromptConfig
     from rag_vqa.config import load_config
 
-    prompt = load_config(None, answer={"cite": True}).generator.prompt
-    assert prompt.instruction.endswith(CITE_INSTRUCTION)
-    assert prompt.text_only_instruction.endswith(CITE_INSTRUCTION)
-    assert CITE_INSTRUCTION not in load_config(None).generator.prompt.instruction
+    config = load_config(None, answer={"cite": True})
+    assert config.generator.prompt.cite       # the prompt's own cite_instruction is added
+    assert config.generator.prompt.instruction == PromptConfig().instruction
+    assert not load_config(None).generator.prompt.cite
+    # the prompt's switch alone also reads the citations back, so the markers never get scored
+    either = load_config(None, generator={"prompt": {"cite": True, "cite_instruction": "[n]!"}})
+    assert either.answer.cite and either.generator.prompt.cite_instruction == "[n]!"

@@ -7,8 +7,13 @@ import random
 import numpy as np
 import pytest
 
-from rag_vqa.confidence import (Calibration, confidence, confidence_features, fit_calibration,
-                                threshold_for)
+from rag_vqa.confidence import (
+    Calibration,
+    confidence,
+    confidence_features,
+    fit_calibration,
+    threshold_for,
+)
 from retriever.rerank import Candidate, Reranked, StageScore
 
 

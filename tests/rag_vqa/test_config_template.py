@@ -2,10 +2,10 @@
 option is in it and documented, and every commented line is itself valid."""
 
 import re
-import tomllib
 from dataclasses import fields, is_dataclass
 
 import pytest
+import tomllib
 
 from rag_vqa.cli import main
 from rag_vqa.config import PROFILES, load_config

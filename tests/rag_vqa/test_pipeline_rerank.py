@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from generator import AnswerStream
 from rag_vqa import RagVQA
 from rag_vqa.config import load_config
 from rag_vqa.quickstart import sample_pipeline
@@ -69,3 +70,47 @@ def test_abstains_below_the_threshold_and_cites_what_it_was_shown(base):
     for _ in streamed:
         pass
     assert streamed.result.abstained and streamed.result.candidates
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the generator ran for an answer that abstains")
+
+
+def test_abstention_is_decided_before_generation_streamed_or_not(base, monkeypatch):
+    pipe = reranked(base, abstain_below=1.0, abstain_text="no idea")
+    monkeypatch.setattr(pipe.components.generator, "stream", _never)
+    monkeypatch.setattr(pipe.components.generator, "answer_batch", _never)
+    q = sample_questions()[2]
+    streamed = pipe.stream(question_image(q), q.question)
+    assert isinstance(streamed, AnswerStream)     # one shape with the generator's stream
+    assert len(streamed.evidence) == 3 and streamed.used_passages == streamed.passage_ids == []
+    assert list(streamed) == ["no idea"]          # never the model's words
+    answer = pipe.answer(question_image(q), q.question)
+    for got in (streamed.result, answer):
+        assert got.abstained and got.answer == "no idea" and got.raw == got.prompt == ""
+        assert got.confidence < 1 and got.candidates and got.error is None
+    assert [e.passage_id for e in streamed.result.evidence] == \
+        [e.passage_id for e in answer.evidence]
+
+
+def test_a_batch_generates_only_the_answers_that_do_not_abstain(base):
+    items = [(question_image(q), q.question) for q in sample_questions()[:4]]
+    sure = reranked(base).answer_batch(items)
+    ranked = sorted(sure, key=lambda a: a.confidence)
+    low, high = ranked[0].confidence, ranked[-1].confidence
+    assert low < high
+    picky = reranked(base, abstain_below=(low + high) / 2).answer_batch(items)
+    for before, after in zip(sure, picky):
+        assert after.confidence == before.confidence
+        if after.confidence < (low + high) / 2:
+            assert after.abstained and after.prompt == "" and after.used_passages == []
+        else:
+            assert not after.abstained and after.prompt == before.prompt
+            assert after.answer == before.answer and after.used_passages == before.used_passages
+    assert any(a.abstained for a in picky) and not all(a.abstained for a in picky)
+
+
+def test_identity_names_the_cite_settings_only_when_citing(base):
+    assert "cite" not in base.identity()["generator"]["prompt"]   # older runs' identity
+    prompt = reranked(base, cite=True).identity()["generator"]["prompt"]
+    assert prompt["cite"] and prompt["cite_instruction"]

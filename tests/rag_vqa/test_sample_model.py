@@ -43,8 +43,8 @@ def test_fresh_photos_of_every_flag_find_their_country():
 
 
 @pytest.mark.xfail(strict=True, reason="issue 14 asks for the right passage first for 5 of the 6 "
-                   "sample questions; the shipped model gets 4 (its facts and flag passages of a "
-                   "country tie): the recipe's second stage is meant to fix that")
+                   "sample questions; the shipped model gets 4: its towers ignore the question's "
+                   "words, so a country's facts and flag passages tie (see issue 14's note)")
 def test_the_sample_questions_find_their_passage():
     assert evaluate(SAMPLE_RETRIEVER_DIR, fresh_per_country=1).sample_top1 >= 5
 

@@ -10,11 +10,10 @@ import pytest
 import torch
 
 from rag_vqa.kb.importer import import_kb
-from rag_vqa.training import (KBPassages, load_hard_negatives, load_job, open_passages,
-                              run_training)
+from rag_vqa.training import KBPassages, load_hard_negatives, load_job, open_passages, run_training
 from retriever import ReTRetriever
-from retriever.training import TrainingDataError, load_train_queries
 from retriever.tiny import build_tiny_retriever, tiny_retriever_config
+from retriever.training import TrainingDataError, load_train_queries
 from retriever.training.synthetic import write_synthetic_task
 
 
@@ -84,7 +83,7 @@ def test_job_from_toml_with_flag_overrides(tmp_path, task):
     assert (job.passages, job.images) == (str(kb), str(paths["images"]))
     assert (job.config.max_steps, job.config.batch_size, job.config.learning_rate) == (3, 8, 0.01)
     config.write_text('queries = "q.jsonl"\npassages = "p"\nquerys = 1\n')
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['querys'\]"):
+    with pytest.raises(ValueError, match=r"unknown key 'querys' \(did you mean 'queries'\?\)"):
         load_job(config, {})
     config.write_text('queries = "q.jsonl"\npassages = "p"\n[train]\nmax_steps = 0\n')
     with pytest.raises(ValueError, match="train.max_steps must be at least 1"):

@@ -47,7 +47,8 @@ def released_tensors(model):
         for step in range(enc.config.num_steps):
             for side in ("text", "vision"):
                 for p in ("weight", "bias"):
-                    out[f"{prefix}.{side}_adapter.{step}.{p}"] = get(enc, f"{side}_adapter.{step}.{p}")
+                    out[f"{prefix}.{side}_adapter.{step}.{p}"] = get(
+                        enc, f"{side}_adapter.{step}.{p}")
         for key in CELL_KEYS:
             out[f"{prefix}.ret_cell.{key}"] = get(enc.ret_cell, key)
         out[f"{prefix}.late_proj.weight"] = enc.late_proj.weight
@@ -168,7 +169,8 @@ def test_shape_mismatch_is_named(tmp_path):
     src = perturbed()
     tensors = released_tensors(src)
     tensors["query_model.late_proj.weight"] = torch.zeros(64, 64)
-    with pytest.raises(CheckpointError, match=r"query_model.late_proj.weight: checkpoint \(64, 64\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"query_model.late_proj.weight: checkpoint \(64, 64\)"):
         ReTRetriever.from_pretrained(write_released(src, tmp_path / "bad", tensors))
 
 
@@ -177,7 +179,8 @@ def test_fixed_position_ids_in_old_checkpoints_are_checked_not_refused(tmp_path)
     tensors = released_tensors(src)
     ids = src.query_encoder.text_model.embeddings.position_ids.clone()
     tensors["query_model.text_model.text_model.embeddings.position_ids"] = ids
-    assert_same_weights(src, ReTRetriever.from_pretrained(write_released(src, tmp_path / "a", tensors)))
+    assert_same_weights(src, ReTRetriever.from_pretrained(
+        write_released(src, tmp_path / "a", tensors)))
     tensors["query_model.text_model.text_model.embeddings.position_ids"] = ids.flip(-1).contiguous()
     with pytest.raises(CheckpointError, match="position_ids: differs"):
         ReTRetriever.from_pretrained(write_released(src, tmp_path / "b", tensors))

@@ -1,6 +1,6 @@
 import io
-import zlib
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -41,7 +41,8 @@ def test_every_common_mode_becomes_rgb(mode):
 def test_grey_mode_keeps_its_values():
     grey = random_image(2, mode="L")
     out = np.asarray(to_rgb(grey))
-    assert np.array_equal(out[..., 0], np.asarray(grey)) and np.array_equal(out[..., 0], out[..., 2])
+    assert (np.array_equal(out[..., 0], np.asarray(grey))
+            and np.array_equal(out[..., 0], out[..., 2]))
 
 
 def test_sixteen_bit_grey_is_scaled_not_clipped():

@@ -8,8 +8,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from retriever.losses import (Temperature, contrastive_loss, gather_with_grad, label_ids,
-                              late_interaction_scores)
+from retriever.losses import (
+    Temperature,
+    contrastive_loss,
+    gather_with_grad,
+    label_ids,
+    late_interaction_scores,
+)
 
 
 def unit(*shape, seed=0, dtype=torch.float32):

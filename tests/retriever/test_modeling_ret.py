@@ -163,7 +163,8 @@ def test_relu_activation_is_used():
 
     cell = ReTCell(relu.config.query_config)
     assert isinstance(cell.mlp[2], torch.nn.ReLU)
-    assert [type(m).__name__ for m in cell.mlp] == ["Linear", "Dropout", "ReLU", "Linear", "Dropout"]
+    assert [type(m).__name__ for m in cell.mlp] == ["Linear", "Dropout", "ReLU", "Linear",
+                                                    "Dropout"]
 
 
 def test_image_mask_zero_means_the_image_cannot_change_the_output(tiny_retriever):

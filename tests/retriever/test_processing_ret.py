@@ -1,5 +1,5 @@
-import torch
 import pytest
+import torch
 from PIL import Image
 
 from retriever.images import ImageLoadError

@@ -10,6 +10,7 @@ def test_maxsim_matches_a_direct_loop():
     expected = torch.zeros(3, 7)
     for a in range(3):
         for b in range(7):
-            expected[a, b] = sum(max(float(q[a, i] @ d[b, j]) for j in range(32)) for i in range(32))
+            expected[a, b] = sum(max(float(q[a, i] @ d[b, j]) for j in range(32))
+                                 for i in range(32))
     assert torch.allclose(maxsim(q, d, chunk_size=2), expected, atol=1e-4)
     assert torch.allclose(maxsim(q, d.half()), expected, atol=1e-2)

@@ -6,9 +6,16 @@ import json
 
 import pytest
 
-from eval.metrics import (EVQAReference, MetricsInputError, MissingPredictionsError,
-                          load_evqa_references, multi_answer_em, preprocess_answer, score_evqa,
-                          single_answer_em)
+from eval.metrics import (
+    EVQAReference,
+    MetricsInputError,
+    MissingPredictionsError,
+    load_evqa_references,
+    multi_answer_em,
+    preprocess_answer,
+    score_evqa,
+    single_answer_em,
+)
 from eval.metrics.evqa_tables import CONTRACTIONS
 
 

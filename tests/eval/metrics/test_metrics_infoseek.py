@@ -7,9 +7,17 @@ import logging
 
 import pytest
 
-from eval.metrics import (InfoSeekReference, MetricsInputError, MissingPredictionsError,
-                          harmonic_mean, load_infoseek_references, normalize_answer,
-                          numerical_correct, parse_numerical, score_infoseek)
+from eval.metrics import (
+    InfoSeekReference,
+    MetricsInputError,
+    MissingPredictionsError,
+    harmonic_mean,
+    load_infoseek_references,
+    normalize_answer,
+    numerical_correct,
+    parse_numerical,
+    score_infoseek,
+)
 
 UQ, UE = "val_unseen_question", "val_unseen_entity"
 

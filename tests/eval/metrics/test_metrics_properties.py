@@ -7,8 +7,15 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eval.metrics import (multi_answer_em, normalize_answer, numerical_correct,
-                          parse_numerical, preprocess_answer, recall_at_k, single_answer_em)
+from eval.metrics import (
+    multi_answer_em,
+    normalize_answer,
+    numerical_correct,
+    parse_numerical,
+    preprocess_answer,
+    recall_at_k,
+    single_answer_em,
+)
 
 FAST = settings(max_examples=150, deadline=None)  # local, not a global profile
 

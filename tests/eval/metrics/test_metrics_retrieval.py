@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from eval.metrics import (KS, MissingPredictionsError, entity_recall_at_k, pseudo_recall_at_k,
-                          recall_at_k, score_retrieval)
+from eval.metrics import (
+    KS,
+    MissingPredictionsError,
+    entity_recall_at_k,
+    pseudo_recall_at_k,
+    recall_at_k,
+    score_retrieval,
+)
 
 
 def test_recall_at_k():

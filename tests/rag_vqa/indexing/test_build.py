@@ -18,6 +18,7 @@ from rag_vqa.loading import load_retriever
 from retriever.index import MultiVectorIndex
 from tests.helpers import ret_jsonl_kb
 
+
 def make_kb(tmp_path, n=40, seed=0):
     """A ReT-JSONL knowledge base: most passages with images, some missing, one broken."""
     return ret_jsonl_kb(tmp_path, n, seed=seed)

@@ -7,8 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag_vqa.kb.errors import UnsafeImagePath
-from rag_vqa.kb.imagerefs import (check_image_ref, is_url, locate_image, resolve_image,
-                                 url_to_relpath)
+from rag_vqa.kb.imagerefs import (
+    check_image_ref,
+    is_url,
+    locate_image,
+    resolve_image,
+    url_to_relpath,
+)
 
 
 @pytest.mark.parametrize("ref", ["/etc/passwd", "../secret.jpg", "a/../../secret.jpg", "..",

@@ -10,18 +10,31 @@ from pathlib import Path
 
 import pytest
 
-from rag_vqa.kb.errors import (DuplicatePassageError, KBError, KBFormatError, KBStoreError,
-                               ResumeMismatchError)
-from rag_vqa.kb.importer import MAX_BAD_EXAMPLES, import_kb
+from rag_vqa.kb.errors import (
+    DuplicatePassageError,
+    KBError,
+    KBFormatError,
+    KBStoreError,
+    ResumeMismatchError,
+)
 from rag_vqa.kb.imagerefs import check_image_ref
+from rag_vqa.kb.importer import MAX_BAD_EXAMPLES, import_kb
 from rag_vqa.kb.manifest import sqlite_entry
 from rag_vqa.kb.readers import iter_passages
 from rag_vqa.kb.splitting import PassageSplitter
 from rag_vqa.kb.store import PassageStore
 from retriever.fileio import DIGEST, file_digest
 
-from .kbdata import (evqa_kb, requires_pyarrow, ret_records, wiki_records, write_evqa,
-                     write_jsonl, write_lines, write_parquet)
+from .kbdata import (
+    evqa_kb,
+    requires_pyarrow,
+    ret_records,
+    wiki_records,
+    write_evqa,
+    write_jsonl,
+    write_lines,
+    write_parquet,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 

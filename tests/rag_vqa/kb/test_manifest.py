@@ -4,8 +4,7 @@ import os
 import pytest
 
 from rag_vqa.kb.errors import KBStoreError
-from rag_vqa.kb.manifest import (KB_FORMAT_VERSION, KB_KIND, read_manifest,
-                                 write_json_atomic)
+from rag_vqa.kb.manifest import KB_FORMAT_VERSION, KB_KIND, read_manifest, write_json_atomic
 from retriever.fileio import seal
 
 

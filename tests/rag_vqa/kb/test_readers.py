@@ -7,8 +7,18 @@ from rag_vqa.kb.errors import KBFormatError, KBSourceError
 from rag_vqa.kb.readers import iter_passages, iter_records, source_files
 from rag_vqa.kb.splitting import PassageSplitter
 
-from .kbdata import (evqa_article, evqa_kb, requires_pyarrow, ret_records, sentence_text,
-                     wiki_records, write_evqa, write_jsonl, write_lines, write_parquet)
+from .kbdata import (
+    evqa_article,
+    evqa_kb,
+    requires_pyarrow,
+    ret_records,
+    sentence_text,
+    wiki_records,
+    write_evqa,
+    write_jsonl,
+    write_lines,
+    write_parquet,
+)
 
 SPLITTER = PassageSplitter(max_tokens=40, overlap=8)
 

@@ -1,6 +1,6 @@
 import gzip
-from pathlib import Path
 import json
+from pathlib import Path
 
 import pytest
 

@@ -22,3 +22,21 @@ def test_two_level_assignment_finds_the_nearest_centroid_almost_always():
     got = (vectors * centroids[ids]).sum(axis=1)
     assert np.mean(ids == brute) > 0.95
     assert np.all(got <= best + 1e-5) and np.mean(best - got) < 0.01
+
+
+def test_centroid_shares_never_exceed_what_was_asked():
+    import torch
+
+    from retriever.index.centroids import _apportion
+
+    rng = np.random.default_rng(0)
+    for total in (1000, 65536):
+        sizes = torch.from_numpy(rng.integers(0, 5000, size=256).astype(np.float64))
+        shares = _apportion(sizes, total)
+        assert int(shares.sum()) == total
+        assert bool((shares[sizes > 0] >= 1).all()) and bool((shares[sizes == 0] == 0).all())
+        # proportional: each share within one of its exact quota
+        quota = sizes / sizes.sum() * total
+        assert float((shares - quota).abs().max()) <= 1.0 + 1e-9
+    tiny = _apportion(torch.tensor([1.0] * 10 + [1000.0]), 12)  # the minimum of one binds
+    assert int(tiny.sum()) == 12 and bool((tiny >= 1).all())

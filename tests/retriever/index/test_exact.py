@@ -10,7 +10,9 @@ from tests.helpers import clustered_embeddings
 
 
 def _search(docs, queries, k, use_bf16, deleted=None, chunk=64):
-    blocks = lambda rows: ((s, docs[s:s + rows]) for s in range(0, len(docs), rows))
+    def blocks(rows):
+        return ((s, docs[s:s + rows]) for s in range(0, len(docs), rows))
+
     norm = float(np.linalg.norm(docs.astype(np.float32), axis=-1).max())
     return exact_search(torch.from_numpy(queries), blocks, lambda rows: docs[rows], k,
                         deleted, norm, chunk, use_bf16=use_bf16)

@@ -7,8 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from retriever.rerank import (Candidate, RerankerConfig, RerankerLoadError, build_pipeline,
-                              build_reranker)
+from retriever.rerank import (
+    Candidate,
+    RerankerConfig,
+    RerankerLoadError,
+    build_pipeline,
+    build_reranker,
+)
 from retriever.rerank.modeling_yesno import answer_token_ids
 from retriever.rerank.tiny import build_tiny_reranker
 

@@ -9,8 +9,13 @@ import torch
 from retriever.losses import label_ids
 from retriever.processing_ret import ReTInputs
 from retriever.tiny import build_tiny_retriever
-from retriever.training import (JsonlPassages, ReTCollator, RetrievalPairs, TrainingDataError,
-                                load_train_queries)
+from retriever.training import (
+    JsonlPassages,
+    ReTCollator,
+    RetrievalPairs,
+    TrainingDataError,
+    load_train_queries,
+)
 from tests.helpers import random_image
 
 

@@ -9,8 +9,15 @@ import torch
 
 from retriever import ReTRetriever
 from retriever.tiny import build_tiny_retriever, tiny_retriever_config
-from retriever.training import (JsonlPassages, ReTTrainer, TrainConfig, TrainingDataError,
-                                latest_checkpoint, load_train_queries, recall_at_k)
+from retriever.training import (
+    JsonlPassages,
+    ReTTrainer,
+    TrainConfig,
+    TrainingDataError,
+    latest_checkpoint,
+    load_train_queries,
+    recall_at_k,
+)
 from retriever.training.synthetic import write_synthetic_task
 
 
