@@ -26,7 +26,7 @@ from .engine import IndexEngine
 from .exact import fast_bf16
 from .params import PlaidBuildParams
 from .plaid_build import CENTROID_FILES, borrow, centroids_digest, code_dtype, train, write_segment
-from .plaid_search import BLOCK, Workspace, int8_matmul, plaid_search
+from .plaid_search import Workspace, int8_matmul, padded_centroids, plaid_search, to_int8
 from .segments import Segments, segment_file
 from .storage import IndexFormatError, load_npy, write_npy
 
@@ -82,15 +82,14 @@ class PlaidEngine(IndexEngine):
     def centroids_in(self, dtype: torch.dtype) -> Any:
         """The centroids as stage 1 of a search multiplies them: a tensor in ``dtype``, or for
         int8 the rows rounded to 7 bits with one scale each, both padded with zeros to a
-        whole number of stage-2 blocks."""
+        whole number of stage-1 blocks."""
         if dtype not in self._centroids:
             full = torch.from_numpy(self.centroids_f32())
             if dtype == torch.int8:
-                padded = -(-full.shape[0] // BLOCK) * BLOCK
-                scale = full.abs().amax(dim=1).clamp_min(1e-30) / 127
-                rows = torch.zeros((padded, full.shape[1]), dtype=torch.int8)
-                rows[:len(full)] = torch.round(full / scale[:, None]).to(torch.int8)
-                self._centroids[dtype] = (rows, F.pad(scale, (0, padded - len(full))))
+                padded = padded_centroids(len(full)) - len(full)
+                rows, scale = to_int8(full, 1)
+                self._centroids[dtype] = (F.pad(rows, (0, 0, 0, padded)),
+                                          F.pad(scale.squeeze(1), (0, padded)))
             else:
                 self._centroids[dtype] = full.to(dtype)
         return self._centroids[dtype]

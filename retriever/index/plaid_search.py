@@ -38,11 +38,12 @@ from .params import plaid_defaults
 if TYPE_CHECKING:
     from .plaid import PlaidEngine
 
-__all__ = ["BETA", "BLOCK", "Workspace", "int8_matmul", "plaid_search"]
+__all__ = ["BETA", "BLOCK", "Workspace", "int8_matmul", "padded_centroids", "plaid_search",
+           "to_int8"]
 
 BETA = 20.0              # sharpness of the soft maximum of stage 3 (scores are cosines)
 _GROUP_ELEMENTS = 1 << 23  # centroid scores per group of queries (32 MB of float32)
-BLOCK = 64                # centroids per block of the two-level top-k of stage 2
+BLOCK = 64                # centroids per block of the two-level top-k of stage 1
 
 
 class Workspace(threading.local):
@@ -60,6 +61,18 @@ class Workspace(threading.local):
         return buf[:size].view(shape)
 
 
+def padded_centroids(count: int) -> int:
+    """Rows of stage 1's tables for ``count`` centroids: whole blocks of :data:`BLOCK`."""
+    return -(-count // BLOCK) * BLOCK
+
+
+def to_int8(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` rounded to 7 bits with one scale per slice along ``dim``: (int8 values, float
+    scales with ``dim`` kept), so that ``values * scales`` approximates ``x``."""
+    scale = x.abs().amax(dim=dim, keepdim=True).clamp_min(1e-30) / 127
+    return torch.round(x / scale).to(torch.int8), scale
+
+
 def _centroid_scores(centroids: Any, queries: torch.Tensor, dtype: torch.dtype, n_cent: int,
                      out: torch.Tensor) -> None:
     """Stage 1 into ``out`` (g, K', L) float32: every query token against every centroid,
@@ -74,9 +87,8 @@ def _centroid_scores(centroids: Any, queries: torch.Tensor, dtype: torch.dtype, 
     flat = queries.reshape(g * tokens, -1)
     if dtype == torch.int8:
         rows8, row_scale = centroids
-        scale = flat.abs().amax(dim=1).clamp_min(1e-30) / 127
-        q8 = torch.round(flat / scale[:, None]).to(torch.int8).T.contiguous()
-        scores = torch._int_mm(rows8, q8)                                # (K', g*L) int32
+        q8, scale = to_int8(flat, 1)
+        scores = torch._int_mm(rows8, q8.T.contiguous())                 # (K', g*L) int32
         out.copy_(scores.view(padded, g, tokens).transpose(0, 1))
         out.mul_(scale.view(g, 1, tokens)).mul_(row_scale.view(1, padded, 1))
     else:
@@ -91,8 +103,8 @@ def _block_topk(scores: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.T
 
     Two levels: the maximum of each block of 64 centroids, the ``count`` best blocks, then the
     best of their members. Exact (the ``count`` best entries lie in at most ``count`` blocks,
-    whose maxima are at least the ``count``-th best), and 4x cheaper than a top-k over all K
-    (a top-k's cost grows with K; one max pass is a vectorised sweep)."""
+    whose maxima are at least the ``count``-th best), and about half the cost of a top-k over
+    all K (0.6 against 1.1 ms per query at 16K centroids: one max pass is a vectorised sweep)."""
     g, padded, tokens = scores.shape
     blocks = scores.view(g, padded // BLOCK, BLOCK, tokens).amax(dim=2)  # (g, nb, L)
     count_b = min(count, blocks.shape[1])
@@ -142,8 +154,8 @@ def _dot_levels(levels: torch.Tensor, weights: torch.Tensor, nbits: int, out: to
     products, else in float32. Stage 4 only ranks; the final scores are exact."""
     g, _, dim = levels.shape
     if nbits < 8 and dim % 8 == 0 and weights.shape[1] % 8 == 0 and int8_matmul():
-        scale = weights.abs().amax(dim=2, keepdim=True).clamp_min(1e-30) / 127
-        w8 = torch.round(weights / scale).to(torch.int8).transpose(1, 2).contiguous()
+        w8, scale = to_int8(weights, 2)
+        w8 = w8.transpose(1, 2).contiguous()
         for i in range(g):
             out[i].copy_(torch._int_mm(levels[i].view(torch.int8), w8[i]))
         out.mul_(scale.transpose(1, 2))
@@ -302,7 +314,7 @@ def plaid_search(engine: PlaidEngine, queries: torch.Tensor, k: int,
     nq, tokens, _ = queries.shape
     group = int(max(1, min(16, _GROUP_ELEMENTS // max(1, n_cent * tokens))))
     probe = min(stages["nprobe"], n_cent)
-    padded = -(-n_cent // BLOCK) * BLOCK
+    padded = padded_centroids(n_cent)
     results: list[tuple[np.ndarray, np.ndarray]] = []
     for start in range(0, nq, group):
         q = queries[start:start + group]
