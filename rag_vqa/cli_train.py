@@ -25,8 +25,8 @@ examples:
 A config file holds the flags' values as top-level keys (queries, passages, images, retriever,
 val_queries, hard_negatives, ...) and a [train] table (max_steps, batch_size, learning_rate,
 warmup_steps, grad_accumulation, mixed_precision, cache_features, unfreeze_last_blocks,
-temperature, learn_temperature, symmetric, hard_negatives_per_query, eval_every, save_every,
-report_to, seed, ...). Flags override the file.
+train_only, temperature, learn_temperature, symmetric, hard_negatives_per_query, eval_every,
+save_every, report_to, seed, ...). Flags override the file.
 """
 
 # flag -> TrainConfig field
@@ -36,7 +36,7 @@ _TRAIN_FLAGS = {
     "warmup_steps": "warmup_steps", "grad_accumulation": "grad_accumulation",
     "mixed_precision": "mixed_precision", "hard_negatives_per_query": "hard_negatives_per_query",
     "unfreeze_last_blocks": "unfreeze_last_blocks", "seed": "seed", "num_workers": "num_workers",
-    "temperature": "temperature", "log_every": "log_every",
+    "temperature": "temperature", "log_every": "log_every", "train_only": "train_only",
 }
 
 
@@ -88,6 +88,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="compute frozen backbone states once and reuse them (fast epochs)")
     model.add_argument("--unfreeze-last-blocks", type=non_negative_int,
                        help="also train the last N blocks of each backbone")
+    model.add_argument("--train-only", nargs="+", metavar="PATTERN",
+                       help="train only the parameters whose names match one of these fnmatch "
+                            "patterns (e.g. '*text*': the text path; the rest stays frozen)")
     model.add_argument("--hard-negatives-per-query", type=non_negative_int,
                        help="hard negatives appended to each query's candidates")
     model.add_argument("--report-to", nargs="+", choices=["jsonl", "tensorboard", "wandb"])

@@ -29,6 +29,9 @@ class TrainConfig:
     mixed_precision: str = "no"           # "no", "bf16" or "fp16"
     cache_features: bool = False          # frozen backbones: compute their states once
     unfreeze_last_blocks: int = 0         # also train the last N blocks of each backbone
+    # only parameters whose names match one of these globs train (fnmatch, e.g. "*text*");
+    # empty: everything the model's frozen flags leave trainable
+    train_only: list[str] = field(default_factory=list)
     eval_every: int = 0                   # 0: only at the end (when validation data is given)
     eval_ks: list[int] = field(default_factory=lambda: [1, 5, 10])
     save_every: int = 0                   # 0: only at the end
@@ -50,6 +53,9 @@ class TrainConfig:
             raise ValueError("train.mixed_precision must be no, bf16 or fp16")
         if self.cache_features and self.unfreeze_last_blocks:
             raise ValueError("cache_features needs frozen backbones (unfreeze_last_blocks = 0)")
+        if self.cache_features and self.train_only:
+            raise ValueError("cache_features and train_only do not mix: train_only may train a "
+                             "backbone, whose states the cache would freeze")
         unknown = set(self.report_to) - {"jsonl", "tensorboard", "wandb"}
         if unknown:
             raise ValueError(f"train.report_to: unknown {sorted(unknown)}")

@@ -10,6 +10,7 @@ an interrupted run resumes to exactly the result of an uninterrupted one.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import math
@@ -123,6 +124,23 @@ class ReTTrainer:
                 for backbone in (encoder.text_model, encoder.vision_model):
                     for layer in backbone.encoder.layers[-self.config.unfreeze_last_blocks:]:
                         layer.requires_grad_(True)
+        if self.config.train_only:
+            self._train_only(model, self.config.train_only)
+
+    @staticmethod
+    def _train_only(model: ReTRetriever, patterns: Sequence[str]) -> None:
+        """Freeze every parameter whose name matches none of ``patterns`` (a fine-tune of one
+        path, e.g. the text side, that must not move what the rest learned)."""
+        matched = 0
+        for name, param in model.named_parameters():
+            keep = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+            if not keep:
+                param.requires_grad_(False)
+            matched += keep and param.requires_grad
+        if not matched:
+            raise ValueError(f"train.train_only {list(patterns)} matches no trainable parameter "
+                             "(names look like 'query_encoder.ret_cell.text_xa.in_proj_weight')")
+        logger.info("train_only %s: %d trainable parameter tensors", list(patterns), matched)
 
     # -- data ----------------------------------------------------------------------------------
     def _batches(self) -> Iterator[TrainBatch]:

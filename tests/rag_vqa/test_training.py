@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from rag_vqa.kb.importer import import_kb
+from rag_vqa.loading import load_retriever
 from rag_vqa.training import KBPassages, load_hard_negatives, load_job, open_passages, run_training
 from retriever import ReTRetriever
+from retriever.sharing import TRAINING_FILE
 from retriever.tiny import build_tiny_retriever, tiny_retriever_config
 from retriever.training import TrainingDataError, load_train_queries
 from retriever.training.synthetic import write_synthetic_task
@@ -148,7 +150,7 @@ def test_cli_help_lists_the_training_flags():
     shown = cli("train", "--help")
     assert shown.returncode == 0
     for flag in ("--max-steps", "--eval-every", "--output-dir", "--resume", "--hard-negatives",
-                 "--cache-features", "--config"):
+                 "--cache-features", "--config", "--train-only"):
         assert flag in shown.stdout
 
 
@@ -169,9 +171,17 @@ def test_hard_negatives_mined_with_our_index_through_the_cli(tmp_path, task):
     trained = cli("train", "--queries", paths["train"], "--images", paths["images"],
                   "--passages", kb, "--retriever", "tiny",
                   "--output-dir", tmp_path / "run", "--max-steps", "2", "--batch-size", "8",
-                  "--hard-negatives", predictions, "--hard-negatives-per-query", "2", "--json")
+                  "--hard-negatives", predictions, "--hard-negatives-per-query", "2", "--json",
+                  "--train-only", "*late_proj*", "*text_xa*")
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["steps"] == 2
+    model = tmp_path / "run" / "model"
+    record = json.loads((model / TRAINING_FILE).read_text())
+    assert record["job"]["train"]["train_only"] == ["*late_proj*", "*text_xa*"]
+    start = load_retriever("tiny").model.state_dict()
+    for name, value in ReTRetriever.from_pretrained(model).state_dict().items():
+        if "late_proj" not in name and "text_xa" not in name:
+            assert torch.equal(value, start[name]), name  # frozen by --train-only
 
 
 def test_two_processes_train_like_one_with_the_global_batch(tmp_path, task):

@@ -114,6 +114,25 @@ def test_backbones_stay_frozen_unless_asked(tmp_path, task):
     assert torch.equal(first, model.query_encoder.text_model.encoder.layers[0].mlp.fc1.weight)
 
 
+def test_train_only_moves_just_the_matching_parameters(tmp_path, task):
+    train, passages, _, _ = task
+    model = build_tiny_retriever(seed=5)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    ReTTrainer(model, config(tmp_path, max_steps=3, train_only=["*text_xa*", "*late_proj*"]),
+               train, passages).train()
+    moved = {name for name, p in model.named_parameters() if not torch.equal(before[name], p)}
+    wanted = {name for name in before if "text_xa" in name or "late_proj" in name}
+    assert moved and moved <= wanted
+    assert any("query_encoder" in name for name in moved)
+    assert any("document_encoder" in name for name in moved)
+    with pytest.raises(ValueError, match="matches no trainable parameter"):
+        ReTTrainer(build_tiny_retriever(seed=5),
+                   config(tmp_path / "b", max_steps=1, train_only=["*nothing*"]),
+                   train, passages)
+    with pytest.raises(ValueError, match="train_only do not mix"):
+        TrainConfig(cache_features=True, train_only=["*text*"])
+
+
 def test_hard_negatives_mixed_precision_and_learned_temperature(tmp_path, task):
     train, passages, _, paths = task
     negatives = {q.data_id: [f"e{(int(q.positives[0][1]) + 1) % 8}{q.positives[0][2]}"]
