@@ -99,14 +99,14 @@ TEXT_PATH = ("*text*",)
 @dataclass
 class Recipe:
     """Everything that decides the shipped weights (recorded next to them); the defaults are
-    the shipped model's. Training runs the project's trainer twice. The first stage learns the
-    flags from photos (towers included); it learns to ignore the question, because the photo
-    alone names the country and a country's two passages share their image, so they tie. The
-    second stage trains only the text path (``finetune_train_only``: the text tower, its
-    adapters, cross-attention and gates) on the same photo queries plus questions without a
-    photo, with the sibling passage as hard negative: the question's words learn to pick the
-    facts or the flag passage while the image path keeps what the first stage learned (a
-    second stage over every parameter cost up to 0.1 of the fresh-photo accuracy)."""
+    the shipped model's. Training runs the project's trainer: the first stage learns the flags
+    from photos (towers included); it learns to ignore the question, because the photo alone
+    names the country and a country's two passages share their image, so they tie. The
+    optional second stage (``finetune_steps`` > 0; the shipped model has none yet) trains only
+    the text path (``finetune_train_only``) on the photo queries plus questions without a
+    photo, the sibling passage as hard negative, so the question's words pick the facts or the
+    flag passage while the image path keeps what the first stage learned (a second stage over
+    every parameter cost up to 0.1 of the fresh-photo accuracy)."""
 
     photos_per_country: int = 48
     texts_per_country: int = 12             # questions without a photo (second stage only)
