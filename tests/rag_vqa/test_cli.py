@@ -166,8 +166,7 @@ SAMPLE_NOTE = "ReT trained on the 30-flag sample; SmolLM2-135M (text only); not 
 @pytest.mark.slow
 def test_quickstart_answers_offline_with_the_sample_profile(tmp_path):
     """What a newcomer without hub access gets from `make quickstart`: the `sample` profile,
-    the right passage first for at least 4 of the 6 questions (the issue asks 5: see the xfail in
-    tests/rag_vqa/test_sample_model.py) and at least 4 right answers
+    the right passage first for at least 5 of the 6 questions and at least 4 right answers
     under the official E-VQA exact match."""
     from rag_vqa.quickstart import answer_is_right
 
@@ -177,9 +176,7 @@ def test_quickstart_answers_offline_with_the_sample_profile(tmp_path):
     report = json.loads(result.stdout)
     assert report["profile"] == "sample" and "not downloaded" in report["reason"]
     assert report["note"] == SAMPLE_NOTE and "UNTRAINED" not in result.stdout
-    # the issue's target is 5 of 6 passages first; the shipped retriever gets 4 (tracked by the
-    # xfail in tests/rag_vqa/test_sample_model.py)
-    assert report["retrieval_hits"] >= 4 and report["answer_hits"] >= 4, report
+    assert report["retrieval_hits"] >= 5 and report["answer_hits"] >= 4, report
     for answer in report["answers"]:
         assert answer["note"] == SAMPLE_NOTE and answer["error"] is None
         assert answer["correct"] == answer_is_right(answer["answer"], answer["expected"])
