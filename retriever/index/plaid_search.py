@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 __all__ = ["BETA", "BLOCK", "Workspace", "int8_matmul", "padded_centroids", "plaid_search",
            "to_int8"]
 
-BETA = 30.0              # sharpness of the soft maximum of stage 3 (scores are cosines)
+# sharpness of the soft maximum of stage 3 (scores are cosines): of 10 to 40, 30 ranked best on
+# both benchmark distributions (hard 100K recall@10 0.980 at 20, 0.987 at 30); exp(-2 * 30)
+# still clears float32's smallest normal, so no candidate's sum underflows to zero
+BETA = 30.0
 _GROUP_ELEMENTS = 1 << 23  # centroid scores per group of queries (32 MB of float32)
 BLOCK = 64                # centroids per block of the two-level top-k of stage 1
 
