@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .centroids import CentroidAssigner
 from .codec import ResidualCodec
@@ -28,7 +27,7 @@ from .params import PlaidBuildParams
 from .plaid_build import CENTROID_FILES, borrow, centroids_digest, code_dtype, train, write_segment
 from .plaid_search import Workspace, int8_matmul, padded_centroids, plaid_search, to_int8
 from .segments import Segments, segment_file
-from .storage import IndexFormatError, load_npy, write_npy
+from .storage import IndexFormatError, load_npy, populate, write_npy
 
 __all__ = ["PlaidEngine"]
 
@@ -66,6 +65,8 @@ class PlaidEngine(IndexEngine):
         self.centroids_in(self.compute_dtype)
         if self.compute_dtype != torch.float32:
             self._centroids32 = None  # read again only if a float32 search or an add needs it
+        elif isinstance(centroids, np.memmap):
+            self._centroids32 = np.array(centroids)
         self.postings = [self._postings(seg) for seg in segments.arrays]
         self.workspace = Workspace()
         self._assigner: CentroidAssigner | None = None
@@ -84,14 +85,22 @@ class PlaidEngine(IndexEngine):
         int8 the rows rounded to 7 bits with one scale each, both padded with zeros to a
         whole number of stage-1 blocks."""
         if dtype not in self._centroids:
-            full = torch.from_numpy(self.centroids_f32())
+            source = self.centroids_f32()  # at load a read-only map, dropped after this
             if dtype == torch.int8:
-                padded = padded_centroids(len(full)) - len(full)
-                rows, scale = to_int8(full, 1)
-                self._centroids[dtype] = (F.pad(rows, (0, 0, 0, padded)),
-                                          F.pad(scale.squeeze(1), (0, padded)))
+                padded = padded_centroids(len(source))
+                rows = torch.zeros((padded, source.shape[1]), dtype=torch.int8)
+                scale = torch.zeros(padded)
+                # a block at a time: full-size float temporaries (3 x 8 MB at 16K centroids)
+                # would stay in the heap as resident memory the search never uses again
+                for start in range(0, len(source), 4096):
+                    block, block_scale = to_int8(torch.from_numpy(np.array(
+                        source[start:start + 4096], dtype=np.float32)), 1)
+                    rows[start:start + len(block)] = block
+                    scale[start:start + len(block)] = block_scale.squeeze(1)
+                self._centroids[dtype] = (rows, scale)
             else:
-                self._centroids[dtype] = full.to(dtype)
+                self._centroids[dtype] = torch.from_numpy(np.array(source, dtype=np.float32)
+                                                          ).to(dtype)
         return self._centroids[dtype]
 
     def _assigner_for(self) -> CentroidAssigner:
@@ -125,13 +134,16 @@ class PlaidEngine(IndexEngine):
     @staticmethod
     def _open_segment(folder: Path, seg: int, keep16: bool) -> dict[str, np.ndarray]:
         # plain ndarray views of the maps: np.memmap's Python-level __getitem__ costs ~7 us a
-        # slice, and a search slices hundreds of posting lists
-        arrays = {"codes": load_npy(folder / segment_file("codes", seg)).view(np.ndarray),
-                  "residuals": load_npy(folder / segment_file("residuals", seg)).view(np.ndarray),
-                  "postings_offsets": load_npy(
-                      folder / segment_file("postings", seg, ".offsets.npy"), False),
-                  "postings_docs": load_npy(folder / segment_file("postings", seg, ".docs.npy"))
-                  .view(np.ndarray)}
+        # slice, and a search slices hundreds of posting lists; the maps searched at random
+        # are populated first (storage.populate)
+        arrays = {"postings_offsets": load_npy(
+            folder / segment_file("postings", seg, ".offsets.npy"), False)}
+        for name, file in (("codes", segment_file("codes", seg)),
+                           ("residuals", segment_file("residuals", seg)),
+                           ("postings_docs", segment_file("postings", seg, ".docs.npy"))):
+            mapped = load_npy(folder / file)
+            populate(mapped)
+            arrays[name] = mapped.view(np.ndarray)
         if keep16:  # stays a memmap: read by positional reads (see segments.read_rows)
             arrays["embeddings"] = load_npy(folder / segment_file("embeddings", seg))
         return arrays
@@ -144,7 +156,7 @@ class PlaidEngine(IndexEngine):
             raise IndexFormatError(f"{folder}: nbits {nbits} is not 2, 4 or 8")
         lo, step = load_npy(folder / "codec_lo.npy", False), load_npy(folder / "codec_step.npy",
                                                                        False)
-        centroids = load_npy(folder / "centroids.npy", False)
+        centroids = load_npy(folder / "centroids.npy")  # mapped: see centroids_in
         dim = manifest["dims"]["dim"]
         if centroids.ndim != 2 or centroids.shape[1] != dim or lo.shape != (dim,) or \
                 step.shape != (dim,) or centroids.dtype != np.float32:

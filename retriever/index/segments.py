@@ -90,7 +90,8 @@ class Segments:
         """``arrays[name][rows]`` across segments, in the order of ``rows``; ``pread`` reads
         them with positional reads instead of through the memory map."""
         rows = np.asarray(rows, dtype=np.int64)
-        get = read_rows if pread else (lambda array, picked: np.asarray(array[picked]))
+        # np.take, not array[rows]: 3-4x faster on a map for short rows (codes: 64 bytes)
+        get = read_rows if pread else (lambda array, picked: np.take(array, picked, axis=0))
         if len(self.arrays) == 1:
             return get(self.arrays[0][name], rows)
         seg = np.searchsorted(self.bases, rows, side="right") - 1

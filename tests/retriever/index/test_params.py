@@ -135,7 +135,12 @@ def test_block_topk_is_the_exact_topk():
 def test_int8_centroid_scores_rank_like_float32(index):
     """Stage 1 in int8 (the default where the CPU multiplies int8) stays within ~1e-2 of the
     float32 scores and finds the same documents."""
-    from retriever.index.plaid_search import _centroid_scores, int8_matmul, padded_centroids
+    from retriever.index.plaid_search import (
+        Workspace,
+        _centroid_scores,
+        int8_matmul,
+        padded_centroids,
+    )
 
     ix, queries = index
     if not int8_matmul():
@@ -145,8 +150,9 @@ def test_int8_centroid_scores_rank_like_float32(index):
     padded = padded_centroids(n)
     q = torch.as_tensor(np.asarray(queries[:3]), dtype=torch.float32)
     out8, out32 = (torch.empty((3, padded, q.shape[1])) for _ in range(2))
-    _centroid_scores(engine.centroids_in(torch.int8), q, torch.int8, n, out8)
-    _centroid_scores(engine.centroids_in(torch.float32), q, torch.float32, n, out32)
+    ws = Workspace()
+    _centroid_scores(engine.centroids_in(torch.int8), q, torch.int8, n, out8, ws)
+    _centroid_scores(engine.centroids_in(torch.float32), q, torch.float32, n, out32, ws)
     assert torch.isinf(out8[:, n:]).all() and torch.isinf(out32[:, n:]).all()
     assert (out8[:, :n] - out32[:, :n]).abs().max() < 1e-2
     found8 = ix.search(queries, k=10, compute_dtype="int8")
