@@ -258,8 +258,8 @@ class MultiVectorIndex:
         decompressed ones). ``params`` tune the plaid stages: ``effort`` scales them all (1:
         the adaptive defaults; 2: more recall, ~2x the time), nprobe / candidates / ndocs /
         rescore set single ones (see params.py). A batch costs about what its queries cost
-        one by one (1.0-1.2x faster: the work is per query); more throughput comes from more
-        processes (Ray workers), not larger batches."""
+        one by one (the work is per query); more throughput comes from more processes (Ray
+        workers), not larger batches."""
         params = check_search_params(params)
         results = self.search_rows(self._queries(queries), k, **params)
         return [[Hit(self.ids.id_at(int(r)), float(s)) for r, s in zip(rows, scores)]

@@ -90,11 +90,11 @@ class PlaidEngine(IndexEngine):
                 padded = padded_centroids(len(source))
                 rows = torch.zeros((padded, source.shape[1]), dtype=torch.int8)
                 scale = torch.zeros(padded)
-                # a block at a time: full-size float temporaries (3 x 8 MB at 16K centroids)
+                # 512 rows at a time: full-size float temporaries (3 x 8 MB at 16K centroids)
                 # would stay in the heap as resident memory the search never uses again
-                for start in range(0, len(source), 4096):
+                for start in range(0, len(source), 512):
                     block, block_scale = to_int8(torch.from_numpy(np.array(
-                        source[start:start + 4096], dtype=np.float32)), 1)
+                        source[start:start + 512], dtype=np.float32)), 1)
                     rows[start:start + len(block)] = block
                     scale[start:start + len(block)] = block_scale.squeeze(1)
                 self._centroids[dtype] = (rows, scale)

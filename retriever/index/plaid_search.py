@@ -50,6 +50,7 @@ BETA = 30.0
 # larger groups were no faster per query (their buffers outgrow the caches) and cost memory
 _GROUP_ELEMENTS = 1 << 21
 BLOCK = 64                # centroids per block of the two-level top-k of stage 1
+_STAGE4_VECTORS = 8192     # document vectors per block of stage 4 (1 MB of levels)
 
 
 class Workspace(threading.local):
@@ -277,28 +278,41 @@ def _soft_interaction(engine: PlaidEngine, table: torch.Tensor, q: torch.Tensor,
 
 def _residual_scores(engine: PlaidEngine, ws: Workspace, queries: torch.Tensor,
                      centroid_t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Stage 4: (g, r) approximate MaxSim of each query with its rows (-1: none)."""
+    """Stage 4: (g, r) approximate MaxSim of each query with its rows (-1: none), a block of
+    about :data:`_STAGE4_VECTORS` document vectors at a time (buffers of a few MB)."""
     g, r = rows.shape
     valid = rows >= 0
-    flat = torch.where(valid, rows, 0).reshape(-1).numpy()
+    flat = torch.where(valid, rows, 0)
+    # q . (centroid + residual) = S[code] + offset + weights . levels; the offset is the same
+    # for every document of a query token, so it cannot change this stage's ranking: left out
+    _, weights = engine.codec.query_terms(queries)                    # (g, L, D)
+    weights = weights[:, :, level_order(engine.codec.dim, engine.codec.nbits)]
+    tokens = engine.segments.arrays[0]["codes"].shape[1]  # stage 4 runs only with documents
+    step = max(1, _STAGE4_VECTORS // max(1, g * tokens))
+    out = torch.empty((g, r))
+    for start in range(0, r, step):
+        block = flat[:, start:start + step]
+        out[:, start:start + block.shape[1]] = _residual_block(engine, ws, weights, centroid_t,
+                                                               block)
+    return out.masked_fill_(~valid, float("-inf"))
+
+
+def _residual_block(engine: PlaidEngine, ws: Workspace, weights: torch.Tensor,
+                    centroid_t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    g, r = rows.shape
+    flat = rows.reshape(-1).numpy()
     codes = _codes(engine, flat)
     packed = torch.from_numpy(engine.segments.take("residuals", flat))
     n, tokens = codes.shape
-    codec = engine.codec
-    levels = ws.get("levels", (n * tokens, codec.dim), torch.uint8)
-    _unpack_into(packed.view(n * tokens, -1), codec.nbits, levels)
-    # q . (centroid + residual) = S[code] + offset + weights . levels; the offset is the same
-    # for every document of a query token, so it cannot change this stage's ranking: left out
-    _, weights = codec.query_terms(queries)                           # (g, L, D)
-    order = level_order(codec.dim, codec.nbits)
-    base = ws.get("centroid_rows", (n * tokens, queries.shape[1]))
+    levels = ws.get("levels", (n * tokens, engine.codec.dim), torch.uint8)
+    _unpack_into(packed.view(n * tokens, -1), engine.codec.nbits, levels)
+    base = ws.get("centroid_rows", (n * tokens, weights.shape[1]))
     per_query = centroid_t.shape[0] // g
     index = codes.view(g, -1).add_(torch.arange(g)[:, None] * per_query).view(-1)
     torch.index_select(centroid_t, 0, index, out=base)
     base = base.view(g, r * tokens, -1)
-    _add_dot_levels(levels.view(g, r * tokens, -1), weights[:, :, order], codec.nbits, base, ws)
-    out = base.view(g, r, tokens, -1).amax(dim=2).sum(dim=-1)
-    return out.masked_fill_(~valid, float("-inf"))
+    _add_dot_levels(levels.view(g, r * tokens, -1), weights, engine.codec.nbits, base, ws)
+    return base.view(g, r, tokens, -1).amax(dim=2).sum(dim=-1)
 
 
 def _exact_scores(engine: PlaidEngine, queries: torch.Tensor, rows: torch.Tensor
