@@ -26,7 +26,7 @@ from .exact import fast_bf16
 from .params import PlaidBuildParams
 from .plaid_build import CENTROID_FILES, borrow, centroids_digest, code_dtype, train, write_segment
 from .plaid_search import Workspace, int8_matmul, padded_centroids, plaid_search, to_int8
-from .segments import Segments, segment_file
+from .segments import Segments, iter_chunks, segment_file
 from .storage import IndexFormatError, load_npy, populate, write_npy
 
 __all__ = ["PlaidEngine"]
@@ -68,12 +68,19 @@ class PlaidEngine(IndexEngine):
         elif isinstance(centroids, np.memmap):
             self._centroids32 = np.array(centroids)
         self.postings = [self._postings(seg) for seg in segments.arrays]
+        self._populate_maps()
         self.workspace = Workspace()
         self._assigner: CentroidAssigner | None = None
 
     @staticmethod
     def _postings(seg: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return (np.asarray(seg["postings_offsets"], dtype=np.int64), seg["postings_docs"])
+
+    def _populate_maps(self) -> None:
+        """The maps a search reads at random (codes, residuals, posting lists) of every
+        segment, populated under one memory budget (storage.populate)."""
+        populate([seg[name] for seg in self.segments.arrays
+                  for name in ("codes", "residuals", "postings_docs")])
 
     def centroids_f32(self) -> np.ndarray:
         if self._centroids32 is None:
@@ -92,11 +99,11 @@ class PlaidEngine(IndexEngine):
                 scale = torch.zeros(padded)
                 # 512 rows at a time: full-size float temporaries (3 x 8 MB at 16K centroids)
                 # would stay in the heap as resident memory the search never uses again
-                for start in range(0, len(source), 512):
+                for start, stop in iter_chunks(len(source), 512):
                     block, block_scale = to_int8(torch.from_numpy(np.array(
-                        source[start:start + 512], dtype=np.float32)), 1)
-                    rows[start:start + len(block)] = block
-                    scale[start:start + len(block)] = block_scale.squeeze(1)
+                        source[start:stop], dtype=np.float32)), 1)
+                    rows[start:stop] = block
+                    scale[start:stop] = block_scale.squeeze(1)
                 self._centroids[dtype] = (rows, scale)
             else:
                 self._centroids[dtype] = torch.from_numpy(np.array(source, dtype=np.float32)
@@ -134,16 +141,13 @@ class PlaidEngine(IndexEngine):
     @staticmethod
     def _open_segment(folder: Path, seg: int, keep16: bool) -> dict[str, np.ndarray]:
         # plain ndarray views of the maps: np.memmap's Python-level __getitem__ costs ~7 us a
-        # slice, and a search slices hundreds of posting lists; the maps searched at random
-        # are populated first (storage.populate)
-        arrays = {"postings_offsets": load_npy(
-            folder / segment_file("postings", seg, ".offsets.npy"), False)}
-        for name, file in (("codes", segment_file("codes", seg)),
-                           ("residuals", segment_file("residuals", seg)),
-                           ("postings_docs", segment_file("postings", seg, ".docs.npy"))):
-            mapped = load_npy(folder / file)
-            populate(mapped)
-            arrays[name] = mapped.view(np.ndarray)
+        # slice, and a search slices hundreds of posting lists
+        arrays = {"codes": load_npy(folder / segment_file("codes", seg)).view(np.ndarray),
+                  "residuals": load_npy(folder / segment_file("residuals", seg)).view(np.ndarray),
+                  "postings_offsets": load_npy(
+                      folder / segment_file("postings", seg, ".offsets.npy"), False),
+                  "postings_docs": load_npy(folder / segment_file("postings", seg, ".docs.npy"))
+                  .view(np.ndarray)}
         if keep16:  # stays a memmap: read by positional reads (see segments.read_rows)
             arrays["embeddings"] = load_npy(folder / segment_file("embeddings", seg))
         return arrays
@@ -206,6 +210,7 @@ class PlaidEngine(IndexEngine):
         keep16 = bool(params.get("keep_float16", True))
         self.segments.append(self._open_segment(folder, seg, keep16), embeddings.shape[0])
         self.postings.append(self._postings(self.segments.arrays[-1]))
+        self._populate_maps()
         return files, stats
 
     # -- searching ----------------------------------------------------------------------------

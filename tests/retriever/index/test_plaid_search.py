@@ -85,7 +85,7 @@ def test_populate_maps_an_array_in_place_and_declines_what_it_cannot(tmp_path):
     np.save(tmp_path / "a.npy", array)
     mapped = load_npy(tmp_path / "a.npy")
     expected = sys.platform == "linux" and _kernel_at_least(5, 14)
-    assert populate(mapped) is expected
+    assert populate([mapped, mapped.view(np.ndarray)]) is expected  # a map, a view of one
     assert np.array_equal(mapped, array)  # nothing read differently
-    assert populate(mapped, share=0.0) is False  # larger than its share of memory
-    assert populate(array) is False  # not a map
+    assert populate([mapped], share=0.0) is False  # larger than their share of memory
+    assert populate([mapped, array]) is False  # one of them is not a map
