@@ -132,7 +132,8 @@ def check_search_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def plaid_defaults(num_docs: int, num_centroids: int, effort: float = 1.0) -> dict[str, int]:
+def plaid_defaults(num_docs: int, num_centroids: int, effort: float = 1.0,
+                   coarse_residuals: bool = False) -> dict[str, int]:
     """Stage sizes for a collection of ``num_docs`` documents and ``num_centroids`` centroids.
 
     Chosen on the benchmark data (bench/search.py; the README and the notes of issue 13 give
@@ -141,7 +142,11 @@ def plaid_defaults(num_docs: int, num_centroids: int, effort: float = 1.0) -> di
     candidates like N^0.5, the documents scored on their residuals like N^0.6 and the probed
     centroids per query token like N^0.78 (at 1M, probes were what recall lacked most: 16 -> 48
     took recall@10 from 0.931 to 0.949, doubling the candidates only to 0.94). Probes stop at
-    64: beyond a few million documents, shard the index (parts are searched one by one)."""
+    64: beyond a few million documents, shard the index (parts are searched one by one).
+
+    ``coarse_residuals`` (2-bit residuals, final scores exact on the float16 copy): stage 4's
+    ranking is coarser, so 4x as many documents go on to exact scores (hard 100K recall@10
+    0.932 -> 0.987 for rescore 32 -> 128; more residual-scored documents gave 0.937)."""
     ratio = max(num_docs, 1) / 100_000
     # k-means may return 16384 + a few centroids; at 32768 and more each list is short enough
     # to probe more of them
@@ -151,5 +156,5 @@ def plaid_defaults(num_docs: int, num_centroids: int, effort: float = 1.0) -> di
         "nprobe": max(1, round(probes * math.sqrt(effort))),
         "candidates": max(64, round(4096 * math.sqrt(ratio) * effort)),
         "ndocs": max(32, round(512 * grow * effort)),
-        "rescore": max(16, round(32 * effort)),
+        "rescore": max(16, round((128 if coarse_residuals else 32) * effort)),
     }

@@ -342,7 +342,8 @@ def plaid_search(engine: PlaidEngine, queries: torch.Tensor, k: int,
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Top-``k`` (rows, exact scores) per query of a (Q, L, D) float32 batch."""
     n_docs, n_cent = len(engine.segments), engine.num_centroids
-    stages = plaid_defaults(n_docs, n_cent, params.get("effort", 1.0))
+    stages = plaid_defaults(n_docs, n_cent, params.get("effort", 1.0),
+                            engine.codec.nbits == 2 and engine.segments.has("embeddings"))
     stages.update({key: params[key] for key in stages if params.get(key)})
     candidates = max(stages["candidates"], k)
     ndocs = max(min(stages["ndocs"], candidates), k)

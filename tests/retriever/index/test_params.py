@@ -40,6 +40,10 @@ def test_defaults_grow_with_the_collection_and_with_effort():
     for key in small:
         assert low[key] <= small[key] <= high[key]
     assert high["ndocs"] > small["ndocs"] > low["ndocs"]
+    coarse = plaid_defaults(100_000, 16384, coarse_residuals=True)
+    assert coarse["rescore"] == 4 * small["rescore"]
+    assert {k: v for k, v in coarse.items() if k != "rescore"} == \
+        {k: v for k, v in small.items() if k != "rescore"}
 
 
 def test_more_effort_finds_at_least_as_much(index):
